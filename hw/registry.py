@@ -1,0 +1,47 @@
+"""Registry of generated blocks: what ``edgebert verilog`` writes and self-checks.
+
+A block module registers itself with :func:`register_block`; :func:`blocks` imports every
+module of the ``hw`` package first, so adding a block never means editing a central list.
+"""
+
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
+from typing import Callable
+
+__all__ = ["Block", "register_block", "blocks"]
+
+_BLOCKS: dict = {}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One generator entry.
+
+    ``build(**params)`` returns the Amaranth component; ``selfcheck(**params)`` runs a quick
+    comparison against the golden model and returns a one-line summary, raising
+    ``AssertionError`` on any mismatch; ``params`` are the defaults a user may override.
+    """
+
+    name: str
+    description: str
+    build: Callable
+    selfcheck: Callable | None = None
+    params: dict = field(default_factory=dict)
+
+
+def register_block(name, description, build, selfcheck=None, params=None):
+    if name in _BLOCKS:
+        raise ValueError(f"block {name!r} is registered twice")
+    _BLOCKS[name] = Block(name, description, build, selfcheck, dict(params or {}))
+    return _BLOCKS[name]
+
+
+def blocks():
+    """All registered blocks by name, after importing every module of the ``hw`` package."""
+    import hw
+
+    for info in pkgutil.iter_modules(hw.__path__):
+        if info.name not in ("registry", "layouts"):
+            importlib.import_module(f"hw.{info.name}")
+    return dict(sorted(_BLOCKS.items()))

@@ -1,0 +1,1 @@
+"""cocotb testbenches and the runner helpers that build generated Verilog for them."""

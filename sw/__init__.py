@@ -1,0 +1,1 @@
+"""EdgeBERT software: training and compression, the golden model, the weight image, the CLI."""
