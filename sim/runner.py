@@ -79,7 +79,10 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), always=False)
     t1 = time.perf_counter()
-    env = {"EB_PARAMS": json.dumps(params or {})}
+    # The simulator's embedded Python must import this checkout's hw/sw/sim packages.
+    root = str(Path(__file__).resolve().parent.parent)
+    pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+    env = {"EB_PARAMS": json.dumps(params or {}), "PYTHONPATH": pythonpath}
     if timeout_s:
         env["EB_TIMEOUT_S"] = str(timeout_s)
     results = runner.test(test_module=test_module, hdl_toplevel=name, testcase=testcase,
