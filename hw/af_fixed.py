@@ -5,6 +5,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.af_mul import af_fields
+from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 
@@ -35,11 +36,12 @@ class AFToFixed(wiring.Component):
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF, fixed: FixedFormat = FixedFormat()):
-        if not isinstance(fmt, AFFormat):
-            raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
-        if not isinstance(fixed, FixedFormat):
-            raise TypeError(f"fixed must be a FixedFormat, not {fixed!r}")
-        fixed.check_holds(fmt)
+        with checked_construction(self):
+            if not isinstance(fmt, AFFormat):
+                raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
+            if not isinstance(fixed, FixedFormat):
+                raise TypeError(f"fixed must be a FixedFormat, not {fixed!r}")
+            fixed.check_holds(fmt)
         self._fmt = fmt
         self._fixed = fixed
         super().__init__({

@@ -4,6 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
@@ -40,8 +41,9 @@ class AFMulLane(wiring.Component):
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF):
-        if not isinstance(fmt, AFFormat):
-            raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
+        with checked_construction(self):
+            if not isinstance(fmt, AFFormat):
+                raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
         self._fmt = fmt
         super().__init__({
             "a": In(fmt.n_bits),

@@ -15,6 +15,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
@@ -54,21 +55,22 @@ class AFRequantCore(wiring.Component):
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF, in_width, shift_min, shift_max):
-        if not isinstance(fmt, AFFormat):
-            raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
-        for name, v in (("in_width", in_width), ("shift_min", shift_min),
-                        ("shift_max", shift_max)):
-            if not isinstance(v, int) or isinstance(v, bool):
-                raise TypeError(f"{name} must be an integer, not {v!r}")
-        if not 2 <= in_width <= 128:
-            raise ValueError(f"in_width must be in 2..128, not {in_width}")
-        if shift_min > shift_max:
-            raise ValueError(
-                f"shift_min ({shift_min}) must not be greater than shift_max ({shift_max})")
-        if shift_max - shift_min > 128:
-            raise ValueError(
-                f"shift range {shift_min}..{shift_max} is wider than 128; the pre-shifter "
-                f"would be impractically wide")
+        with checked_construction(self):
+            if not isinstance(fmt, AFFormat):
+                raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
+            for name, v in (("in_width", in_width), ("shift_min", shift_min),
+                            ("shift_max", shift_max)):
+                if not isinstance(v, int) or isinstance(v, bool):
+                    raise TypeError(f"{name} must be an integer, not {v!r}")
+            if not 2 <= in_width <= 128:
+                raise ValueError(f"in_width must be in 2..128, not {in_width}")
+            if shift_min > shift_max:
+                raise ValueError(
+                    f"shift_min ({shift_min}) must not be greater than shift_max ({shift_max})")
+            if shift_max - shift_min > 128:
+                raise ValueError(
+                    f"shift range {shift_min}..{shift_max} is wider than 128; the pre-shifter "
+                    f"would be impractically wide")
         self._fmt = fmt
         self._in_width = in_width
         self._shift_min = shift_min
