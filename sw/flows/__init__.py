@@ -1,0 +1,1 @@
+"""Implementation flows for the generated Verilog: FPGA synthesis and place-and-route, lint."""
