@@ -240,7 +240,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     overrides = dict(board.overrides)
     overrides["script_after_read"] = f"setattr -mod -set keep_hierarchy 1 {dut_module}"
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
-    overrides["nextpnr_opts"] = f"--seed {int(seed)}"
+    # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
+    overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail"
     plan = platform.prepare(harness, name=top, **overrides)
     plan.extract(build_dir)
     cmd = ["sh", f"{plan.script}.sh"]
