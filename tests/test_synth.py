@@ -229,3 +229,22 @@ def test_bench_rejects_bad_sizes(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "synth", "-n", "4,x"])
     assert "sizes must be comma-separated integers, not '4,x'" in capsys.readouterr().err
+
+
+class _OtherDomain(wiring.Component):
+    """Uses a clock domain that neither it nor the platform defines."""
+
+    a: In(2)
+    y: Out(2)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.d.fast += self.y.eq(self.a)
+        return m
+
+
+def test_elaboration_error_is_named(tmp_path):
+    with pytest.raises(FlowError, match=r"other on icebreaker: elaboration for the board "
+                                        r"failed: DomainError: .*'fast'") as e:
+        synthesize(_OtherDomain(), name="other", board="icebreaker", build_dir=tmp_path)
+    assert e.value.kind == "elaboration"

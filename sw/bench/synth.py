@@ -34,6 +34,8 @@ def register(sub):
                    help="values of n for blocks that have it (default: 4,8,16)")
     p.add_argument("-o", "--out", type=Path, default=Path("build/bench/synth"),
                    help="output directory (default: build/bench/synth)")
+    p.add_argument("--markdown", action="store_true",
+                   help="also print the table in Markdown (as in docs/flows.md)")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     p.add_argument("--nice", type=int, default=0, metavar="N",
                    help="run the tools at this niceness, 0..19 (default: 0)")
@@ -76,7 +78,7 @@ def run(args):
     from tqdm import tqdm
 
     from hw.registry import blocks
-    from sw.flows.synth import FlowError, format_table, get_board, synthesize
+    from sw.flows.synth import FlowError, format_markdown, format_table, get_board, synthesize
 
     boards = [get_board(b) for b in (args.board or ["ulx3s-85f"])]
     table = blocks()
@@ -113,6 +115,8 @@ def run(args):
         {"sizes": list(args.sizes), "boards": [b.name for b in boards], "wall_s": round(wall, 1),
          "reports": reports}, indent=2) + "\n")
     print(format_table([_labelled(r) for r in reports]))
+    if args.markdown:
+        print(format_markdown([_labelled(r) for r in reports]))
     for r in reports:
         if r.get("luts_per_mac") is not None:
             print(f"{r['block']} n={r['params']['n']} on {r['board']}: "

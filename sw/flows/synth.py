@@ -38,6 +38,7 @@ from hw.checks import checked_construction
 from hw.harness import SynthHarness
 
 __all__ = ["BOARDS", "Board", "FlowError", "synthesize", "make_platform", "format_table",
+           "format_markdown",
            "parse_nextpnr_log", "TOOL_ENV"]
 
 # The PyPI tools, by the environment variable the amaranth platforms read. The programmers are
@@ -56,7 +57,8 @@ TOOL_ENV = {
 class FlowError(RuntimeError):
     """A build that could not complete: names the problem and the log to read.
 
-    ``kind`` is ``"does_not_fit"``, ``"tool_failed"`` or ``"timeout"``; ``log`` the log path.
+    ``kind`` is ``"does_not_fit"``, ``"tool_failed"``, ``"timeout"`` or ``"elaboration"``;
+    ``log`` the log to read (None where no tool ran).
     """
 
     def __init__(self, message, *, kind="tool_failed", log=None):
@@ -242,7 +244,12 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
     # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
     overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail"
-    plan = platform.prepare(harness, name=top, **overrides)
+    try:
+        plan = platform.prepare(harness, name=top, **overrides)
+    except Exception as e:
+        # Amaranth's own errors (an undriven clock domain, a bad port) before any tool runs.
+        raise FlowError(f"{name} on {board.name}: elaboration for the board failed: "
+                        f"{type(e).__name__}: {e}", kind="elaboration") from e
     plan.extract(build_dir)
     cmd = ["sh", f"{plan.script}.sh"]
     if nice:
@@ -331,4 +338,20 @@ def format_table(reports):
                     f"{b['dsps']:4d} {b['brams']:5d} {d['used']:6d}/{d['available']:<7d} "
                     f"{r['fmax_mhz']:9.1f} {r['target_mhz']:7.1f}  "
                     f"{'yes' if r['meets_target'] else 'NO'}")
+    return "\n".join(rows)
+
+
+def format_markdown(reports):
+    """The same rows as :func:`format_table`, as a Markdown table (for docs/flows.md)."""
+    rows = ["| block | board | LUT4 | FF | DSP | BRAM | design LUT (iCE40: LC) / device "
+            "| Fmax MHz | target | meets |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for r in reports:
+        if "error" in r:
+            rows.append(f"| {r['block']} | {r['board']} | {r['error']} |||||||| ")
+            continue
+        b, d = r["block_cells"], r["device"]["luts"]
+        rows.append(f"| {r['block']} | {r['board']} | {b['luts']} | {b['ffs']} | {b['dsps']} | "
+                    f"{b['brams']} | {d['used']} / {d['available']} | {r['fmax_mhz']:.1f} | "
+                    f"{r['target_mhz']:g} | {'yes' if r['meets_target'] else '**no**'} |")
     return "\n".join(rows)
