@@ -4,8 +4,10 @@ Every registered block with an ``n`` parameter (the matrix engine and the specia
 units) is built for each n in the sweep (default 4, 8, 16); every other block once at its
 defaults. Each build goes through :func:`sw.flows.synth.synthesize` (harness, Yosys, nextpnr)
 on each board. A size that does not fit the device, or a build that fails, is a row with its
-error, not a missing row. For the matrix engine (a block whose name contains ``matrix`` or
-``engine``, with n x n MACs per [H1]) the LUTs per MAC are reported.
+error, not a missing row. For the matrix engine (a block whose name contains ``matmul``,
+``matrix`` or ``engine``, with n x n MACs per [H1]) the LUTs per MAC are reported.
+``--no-dsp`` maps multipliers to LUTs (on the ECP5 every lane multiplier otherwise takes one
+MULT18X18D, of which the 85F has 156).
 
 Writes ``synth.json`` (every report) and ``synth.png`` (Fmax and LUTs against n) to the output
 directory and prints a table. Builds run one at a time; give ``--nice 10`` on a shared machine.
@@ -19,7 +21,7 @@ import time
 from pathlib import Path
 
 DEFAULT_SIZES = (4, 8, 16)
-_MAC_BLOCK = re.compile(r"matrix|engine")
+_MAC_BLOCK = re.compile(r"matmul|matrix|engine")
 
 
 def register(sub):
@@ -36,6 +38,8 @@ def register(sub):
                    help="output directory (default: build/bench/synth)")
     p.add_argument("--markdown", action="store_true",
                    help="also print the table in Markdown (as in docs/flows.md)")
+    p.add_argument("--no-dsp", action="store_true",
+                   help="map multipliers to LUTs instead of DSP blocks")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     p.add_argument("--nice", type=int, default=0, metavar="N",
                    help="run the tools at this niceness, 0..19 (default: 0)")
@@ -102,7 +106,8 @@ def run(args):
             continue
         try:
             r = synthesize(top, name=name, board=board, params=params, build_dir=build_dir,
-                           seed=args.seed, nice=args.nice, timeout_s=args.timeout)
+                           seed=args.seed, nice=args.nice, timeout_s=args.timeout,
+                           dsp=not args.no_dsp)
         except FlowError as e:
             r = {"block": name, "board": board.name, "params": params,
                  "error": str(e).splitlines()[0], "kind": e.kind, "log": str(e.log)}

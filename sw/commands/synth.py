@@ -44,6 +44,8 @@ def register(sub):
                         "(default: build/synth)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="write the reports as JSON here (default: OUT/synth.json)")
+    p.add_argument("--no-dsp", action="store_true",
+                   help="map multipliers to LUTs instead of DSP blocks")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     p.add_argument("--nice", type=int, default=0, metavar="N",
                    help="run the tools at this niceness, 0..19 (default: 0)")
@@ -93,7 +95,8 @@ def run(args):
             try:
                 r = synthesize(block.build(**params), name=name, board=board, params=params,
                                build_dir=args.out / f"{name}-{board.name}", target_mhz=args.freq,
-                               seed=args.seed, nice=args.nice, timeout_s=args.timeout)
+                               seed=args.seed, nice=args.nice, timeout_s=args.timeout,
+                               dsp=not args.no_dsp)
             except FlowError as e:
                 print(f"edgebert synth: error: {e}", file=sys.stderr)
                 r = {"block": name, "board": board.name, "params": params,

@@ -14,7 +14,8 @@ Boards (:data:`BOARDS`):
     by overriding the platform's ``speed``. Default target 100 MHz.
 ``icebreaker``
     1BitSquared iCEBreaker, iCE40UP5K-SG48. Default target 48 MHz (the UP5K's own high-frequency
-    oscillator); Yosys maps multipliers to the UP5K's SB_MAC16 DSPs (``synth_ice40 -dsp``).
+    oscillator); Yosys maps multipliers with products of 11 bits and more to the UP5K's SB_MAC16
+    DSPs (``synth_ice40 -dsp``).
 
 The clock constraint is put on the board's oscillator input (the platform's default clock), so
 the target is what nextpnr times against, not the oscillator's own frequency (25 MHz on the
@@ -29,7 +30,7 @@ import re
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.build import Clock, Resource
@@ -75,7 +76,6 @@ class Board:
     family: str  # "ecp5" or "ice40"
     target_mhz: float
     speed: str | None = None  # overrides the platform's speed grade where set
-    overrides: dict = field(default_factory=dict)  # amaranth build overrides (synth_opts...)
     constraint_ext: str = ""
 
     @property
@@ -97,9 +97,14 @@ BOARDS = {
         name="icebreaker",
         description="1BitSquared iCEBreaker, iCE40UP5K-SG48",
         platform="icebreaker:ICEBreakerPlatform", family="ice40", target_mhz=48.0,
-        overrides={"synth_opts": "-dsp"}, constraint_ext="pcf",
+        constraint_ext="pcf",
     ),
 }
+
+# Yosys options that map multipliers to DSP blocks (True) or to LUTs (False). synth_ecp5 maps
+# every multiplier of 2x2 bits and more to a MULT18X18D by default (each 5x5 lane product takes
+# one); synth_ice40 maps none unless told (-dsp: products of 11 bits and more to SB_MAC16).
+_DSP_OPTS = {"ecp5": {True: "", False: "-nodsp"}, "ice40": {True: "-dsp", False: ""}}
 
 # nextpnr's cell types, by the resource names the reports use.
 _CELLS = {
@@ -217,13 +222,14 @@ def _block_cells(stat, module, family):
 
 
 def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, timeout_s=None,
-               params=None):
+               params=None, dsp=True):
     """Build ``dut`` (an Amaranth component) inside :class:`SynthHarness` for ``board``.
 
     Writes everything to ``build_dir`` (the amaranth build products, the tools' logs
     ``top.rpt`` (Yosys) and ``top.tim`` (nextpnr), the flow's own ``flow.log`` and
     ``report.json``) and returns the report as a dict. Raises :class:`FlowError` naming the
     failing step and its log when a tool fails or the design does not fit the device.
+    ``dsp=False`` maps multipliers to LUTs instead of DSP blocks.
     """
     with checked_construction(dut):
         board = get_board(board) if isinstance(board, str) else board
@@ -239,7 +245,9 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     top = "top"
     # The block keeps its own module through flattening, so Yosys can count its cells alone.
     dut_module = f"{top}.dut"
-    overrides = dict(board.overrides)
+    overrides = {}
+    if _DSP_OPTS[board.family][bool(dsp)]:
+        overrides["synth_opts"] = _DSP_OPTS[board.family][bool(dsp)]
     overrides["script_after_read"] = f"setattr -mod -set keep_hierarchy 1 {dut_module}"
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
     # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
@@ -289,6 +297,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
         "device": device,
         "harness": {"in_bits": harness.in_bits, "out_bits": harness.out_bits,
                     **harness.overhead},
+        "dsp": bool(dsp),
         "seed": int(seed),
         "wall_s": round(wall_s, 1),
         "build_dir": str(build_dir),
