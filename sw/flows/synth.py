@@ -260,8 +260,11 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
                         f"{type(e).__name__}: {e}", kind="elaboration") from e
     plan.extract(build_dir)
     cmd = ["sh", f"{plan.script}.sh"]
-    if nice:
-        cmd = ["nice", "-n", str(nice), *cmd]
+    # `nice` is the niceness the tools run at, not an increment: a caller already running under
+    # `nice -n 10` with nice=10 keeps the tools at 10 rather than pushing them to 19.
+    increment = nice - os.nice(0)
+    if increment > 0:
+        cmd = ["nice", "-n", str(increment), *cmd]
     log = build_dir / "flow.log"
     t0 = time.perf_counter()
     with log.open("w") as fh:
