@@ -72,8 +72,12 @@ def plan(table, names, sizes):
 
 
 def luts_per_mac(report):
-    """LUTs per MAC of a matrix-engine report (n x n MACs), else None."""
-    if "error" in report or not _MAC_BLOCK.search(report["block"]) or "n" not in report["params"]:
+    """LUTs per MAC of a matrix-engine report (n x n MACs), else None.
+
+    Counted from Yosys, so a design that synthesised but does not fit the device has one too.
+    """
+    if ("block_cells" not in report or not _MAC_BLOCK.search(report["block"])
+            or "n" not in report["params"]):
         return None
     return report["block_cells"]["luts"] / report["params"]["n"] ** 2
 
@@ -111,6 +115,8 @@ def run(args):
         except FlowError as e:
             r = {"block": name, "board": board.name, "params": params,
                  "error": str(e).splitlines()[0], "kind": e.kind, "log": str(e.log)}
+            if e.block_cells is not None:
+                r["block_cells"] = e.block_cells
         r["luts_per_mac"] = luts_per_mac(r)
         reports.append(r)
     wall = time.perf_counter() - t0

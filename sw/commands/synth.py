@@ -101,6 +101,8 @@ def run(args):
                 print(f"edgebert synth: error: {e}", file=sys.stderr)
                 r = {"block": name, "board": board.name, "params": params,
                      "error": str(e).splitlines()[0], "kind": e.kind, "log": str(e.log)}
+                if e.block_cells is not None:
+                    r["block_cells"] = e.block_cells
             reports.append(r)
     print(format_table(reports))
     out = args.json or args.out / "synth.json"

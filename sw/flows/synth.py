@@ -59,13 +59,16 @@ class FlowError(RuntimeError):
     """A build that could not complete: names the problem and the log to read.
 
     ``kind`` is ``"does_not_fit"``, ``"tool_failed"``, ``"timeout"`` or ``"elaboration"``;
-    ``log`` the log to read (None where no tool ran).
+    ``log`` the log to read (None where no tool ran). ``block_cells`` holds the block's own
+    counts where Yosys finished before the failure (e.g. a design too big for the device, or
+    place-and-route past the time limit), else None.
     """
 
-    def __init__(self, message, *, kind="tool_failed", log=None):
+    def __init__(self, message, *, kind="tool_failed", log=None, block_cells=None):
         super().__init__(message)
         self.kind = kind
         self.log = log
+        self.block_cells = block_cells
 
 
 @dataclass(frozen=True)
@@ -273,7 +276,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
                                   stderr=subprocess.STDOUT, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise FlowError(f"{name} on {board.name}: the build ran past {timeout_s} s; "
-                            f"output so far: {log}", kind="timeout", log=log) from None
+                            f"output so far: {log}", kind="timeout", log=log,
+                            block_cells=_yosys_cells(build_dir, top, board)) from None
     wall_s = time.perf_counter() - t0
     if proc.returncode != 0:
         _raise_failure(name, board, build_dir, top, log)
@@ -284,7 +288,6 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
         raise FlowError(f"{name} on {board.name}: no 'Max frequency' line in the nextpnr log "
                         f"{build_dir / (top + '.tim')}", log=build_dir / f"{top}.tim")
     clock, timing = max(fmax.items(), key=lambda kv: kv[1]["target_mhz"])
-    stat = json.loads((build_dir / f"{top}.stat.json").read_text())
     device = {res: util[cell] for res, cell in _CELLS[board.family].items() if cell in util}
     report = {
         "block": name,
@@ -296,7 +299,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
         "meets_target": timing["fmax_mhz"] >= target,
         "clock_net": clock,
         "critical_path": critical_path(tim),
-        "block_cells": _block_cells(stat, dut_module, board.family),
+        "block_cells": _yosys_cells(build_dir, top, board),
         "device": device,
         "harness": {"in_bits": harness.in_bits, "out_bits": harness.out_bits,
                     **harness.overhead},
@@ -333,7 +336,16 @@ def _raise_failure(name, board, build_dir, top, log):
         problem = f"{step} failed"
     raise FlowError(f"{name} on {board.name} ({board.part}): {problem}: {detail}\n"
                     f"  log: {tool_log}\n  all output: {log}",
-                    kind="does_not_fit" if fit else "tool_failed", log=tool_log)
+                    kind="does_not_fit" if fit else "tool_failed", log=tool_log,
+                    block_cells=_yosys_cells(build_dir, top, board))
+
+
+def _yosys_cells(build_dir, top, board):
+    """The block's cells from a finished Yosys run in ``build_dir``, else None."""
+    path = build_dir / f"{top}.stat.json"
+    if not path.exists():
+        return None
+    return _block_cells(json.loads(path.read_text()), f"{top}.dut", board.family)
 
 
 def format_table(reports):
