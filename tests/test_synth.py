@@ -7,6 +7,7 @@ without running the tools where it can.
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,21 @@ def test_elaboration_error_is_named(tmp_path):
                                         r"failed: DomainError: .*'fast'") as e:
         synthesize(_OtherDomain(), name="other", board="icebreaker", build_dir=tmp_path)
     assert e.value.kind == "elaboration"
+
+
+def test_timeout_stops_the_tools(tmp_path, monkeypatch):
+    # A "Yosys" that never finishes: the flow must stop it, not only the shell around it.
+    fake, pidfile = tmp_path / "slow-yosys", tmp_path / "pid"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 60\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("YOSYS", str(fake))
+    with pytest.raises(FlowError, match=r"reg_adder on icebreaker: the build ran past 2 s") as e:
+        synthesize(_RegAdder(), name="reg_adder", board="icebreaker",
+                   build_dir=tmp_path / "t", timeout_s=2)
+    assert e.value.kind == "timeout" and e.value.block_cells is None
+    pid = int(pidfile.read_text())
+    for _ in range(50):  # killed at once; init reaps it within moments
+        if not Path(f"/proc/{pid}").exists():
+            break
+        time.sleep(0.1)
+    assert not Path(f"/proc/{pid}").exists(), f"the tool (pid {pid}) still runs"

@@ -20,14 +20,15 @@ Boards (:data:`BOARDS`):
 The clock constraint is put on the board's oscillator input (the platform's default clock), so
 the target is what nextpnr times against, not the oscillator's own frequency (25 MHz on the
 ULX3S, 12 MHz on the iCEBreaker): running the bitstream at the target needs a PLL in front, which
-this flow does not add. The constraint files written for each build are copied under
-``constraints/`` for users.
+this flow does not add. ``edgebert synth --write-constraints`` writes the same constraint files
+to ``constraints/`` for users (:mod:`sw.flows.constraints`).
 """
 
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -271,10 +272,14 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     log = build_dir / "flow.log"
     t0 = time.perf_counter()
     with log.open("w") as fh:
+        # Its own process group, so that a timeout stops the tools too, not only the shell.
+        proc = subprocess.Popen(cmd, cwd=build_dir, env=_tool_env(), stdout=fh,
+                                stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            proc = subprocess.run(cmd, cwd=build_dir, env=_tool_env(), stdout=fh,
-                                  stderr=subprocess.STDOUT, timeout=timeout_s)
+            proc.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
             raise FlowError(f"{name} on {board.name}: the build ran past {timeout_s} s; "
                             f"output so far: {log}", kind="timeout", log=log,
                             block_cells=_yosys_cells(build_dir, top, board)) from None
