@@ -136,8 +136,10 @@ def test_platforms_speed_grade_and_clock_constraint():
 
 
 def test_committed_constraints_are_current(tmp_path):
-    written = write_constraints(tmp_path)
-    assert {p.name for p in written} >= {"ulx3s-85f.lpf", "icebreaker.pcf", "edgebert.sdc"}
+    # Board files and SDC only: the memory-init files need every block elaborated at its
+    # defaults (minutes for the largest); test_memory_init_files covers their writer.
+    written = write_constraints(tmp_path, meminit=False)
+    assert {p.name for p in written} == {"ulx3s-85f.lpf", "icebreaker.pcf", "edgebert.sdc"}
     for path in written:
         committed = ROOT / "constraints" / path.relative_to(tmp_path)
         assert committed.exists(), f"{committed} is missing: edgebert synth --write-constraints"

@@ -108,8 +108,10 @@ def memory_init_files(top, prefix, out_dir):
     return written
 
 
-def write_constraints(out_dir):
-    """Write every board's constraints, the SDC and the blocks' memory-init files to ``out_dir``."""
+def write_constraints(out_dir, *, meminit=True):
+    """Write every board's constraints, the SDC and (``meminit``) the blocks' memory-init files
+    to ``out_dir``. The memory-init files need every block elaborated at its defaults, which
+    takes minutes for the largest ones."""
     from hw.registry import blocks
     from sw.flows.synth import BOARDS
 
@@ -122,6 +124,7 @@ def write_constraints(out_dir):
         written.append(out_dir / name)
     (out_dir / "edgebert.sdc").write_text(sdc())
     written.append(out_dir / "edgebert.sdc")
-    for name, block in blocks().items():
-        written += memory_init_files(block.build(**block.params), name, out_dir / "meminit")
+    if meminit:
+        for name, block in blocks().items():
+            written += memory_init_files(block.build(**block.params), name, out_dir / "meminit")
     return written
