@@ -87,7 +87,7 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         env["EB_TIMEOUT_S"] = str(timeout_s)
     results = runner.test(test_module=test_module, hdl_toplevel=name, testcase=testcase,
                           build_dir=build_dir, test_dir=build_dir, extra_env=env,
-                          results_xml=f"results-{os.getpid()}.xml")
+                          results_xml=str(build_dir / f"results-{os.getpid()}.xml"))
     t2 = time.perf_counter()
     n_tests, n_failed = get_results(Path(results))
     assert n_tests > 0, f"{test_module} on {simulator}: no cocotb test ran"
