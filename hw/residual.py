@@ -9,25 +9,9 @@ from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
+from hw.sfu_common import check_format, check_lanes
 
-__all__ = ["ResidualAdd", "check_lanes"]
-
-
-def check_lanes(n, name="n"):
-    """Raise a clear error unless ``n`` is a legal lane count (1..64)."""
-    if not isinstance(n, int) or isinstance(n, bool):
-        raise TypeError(f"{name} must be an integer, not {n!r}")
-    if not 1 <= n <= 64:
-        raise ValueError(f"{name} must be in 1..64, not {n}")
-    return n
-
-
-def check_format(fmt, fixed):
-    if not isinstance(fmt, AFFormat):
-        raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
-    if not isinstance(fixed, FixedFormat):
-        raise TypeError(f"fixed must be a FixedFormat, not {fixed!r}")
-    fixed.check_holds(fmt)
+__all__ = ["ResidualAdd"]
 
 
 class ResidualAdd(wiring.Component):

@@ -23,6 +23,7 @@ Internal formats (all unsigned unless said otherwise):
   gives ``y``; one Newton step ``r1 = floor(y * (3 * 2^RSQRT_FRAC - floor(t * floor(y^2 /
   2^RSQRT_FRAC) / 2^RSQRT_FRAC)) / 2^(RSQRT_FRAC + 1))``; then ``1/sqrt(D) ~= r1 *
   2^-(RSQRT_FRAC + j)`` (relative error below 2^-17).
+- span mask: ``SPAN_MASK_FRAC`` fractional bits, 0 .. 2^SPAN_MASK_FRAC.
 - ``ln`` of ``s`` in [1, 2): a 1024-entry table (midpoints) with ``LN_FRAC`` fractional bits;
   ``ln 2`` with ``LN_FRAC`` fractional bits (both round to nearest).
 """
@@ -35,8 +36,8 @@ from amaranth.lib.memory import Memory
 __all__ = [
     "EXP_FRAC", "LOG2E_FRAC", "LOG2E", "EXP_U_FRAC", "EXP_HI_BITS", "EXP_MID_BITS", "EXP_T_HI",
     "EXP_T_MID", "RECIP_FRAC", "RECIP_INDEX_BITS", "RECIP_T", "RSQRT_FRAC", "RSQRT_INDEX_FRAC",
-    "RSQRT_T", "LN_FRAC", "LN_INDEX_BITS", "LN_T", "LN2", "rom", "exp_neg", "bit_length_signal",
-    "reciprocal", "rsqrt", "ln_normalized",
+    "RSQRT_T", "LN_FRAC", "SPAN_MASK_FRAC", "LN_INDEX_BITS", "LN_T", "LN2", "rom", "exp_neg",
+    "bit_length_signal", "reciprocal", "rsqrt", "ln_normalized",
 ]
 
 EXP_FRAC = 24
@@ -61,6 +62,8 @@ RSQRT_T = [round((1 << RSQRT_FRAC) / math.sqrt((j + 0.5) / (1 << RSQRT_INDEX_FRA
            for j in range(3 << RSQRT_INDEX_FRAC)]
 
 LN_FRAC = 16
+# Span masks (softmax [H3]) are unsigned fixed point in [0, 1] with this many fractional bits.
+SPAN_MASK_FRAC = 8
 LN_INDEX_BITS = 10
 LN_T = [round(math.log(1 + (j + 0.5) / (1 << LN_INDEX_BITS)) * (1 << LN_FRAC))
         for j in range(1 << LN_INDEX_BITS)]
@@ -118,6 +121,17 @@ def exp_neg(m, name, ds, frac_bits):
     return out
 
 
+def _shift(m, name, value, frac, k):
+    """``floor(value * 2^(frac - k))`` for an unsigned signal ``k`` of either side of ``frac``."""
+    left = Signal(range(frac + 1), name=f"{name}_l")
+    right = Signal(range(max(len(value), 2)), name=f"{name}_r")
+    with m.If(k <= frac):
+        m.d.comb += left.eq(frac - k)
+    with m.Else():
+        m.d.comb += right.eq(k - frac)
+    return (value << left) >> right
+
+
 def reciprocal(m, name, value):
     """``(r1, k, s)`` with ``1/value ~= r1 * 2^-(RECIP_FRAC + k)`` for an unsigned ``value >= 1``.
 
@@ -126,10 +140,7 @@ def reciprocal(m, name, value):
     k = bit_length_signal(m, value, f"{name}_k")
     s = Signal(RECIP_FRAC + 1, name=f"{name}_s")
     # Normalise to [1, 2) with RECIP_FRAC fractional bits, truncating the bits below.
-    with m.If(k <= RECIP_FRAC):
-        m.d.comb += s.eq(value << (RECIP_FRAC - k))
-    with m.Else():
-        m.d.comb += s.eq(value >> (k - RECIP_FRAC))
+    m.d.comb += s.eq(_shift(m, f"{name}_norm", value, RECIP_FRAC, k))
     (r0,) = rom(m, f"{name}_t", RECIP_T, [s[RECIP_FRAC - RECIP_INDEX_BITS:RECIP_FRAC]])
     sr = Signal(RECIP_FRAC + 2, name=f"{name}_sr")
     m.d.comb += sr.eq((s * r0) >> RECIP_FRAC)
@@ -144,10 +155,7 @@ def rsqrt(m, name, value):
     j = Signal(range(len(value) // 2 + 1), name=f"{name}_j")
     m.d.comb += j.eq(k >> 1)
     t = Signal(RSQRT_FRAC + 2, name=f"{name}_t")
-    with m.If(2 * j <= RSQRT_FRAC):
-        m.d.comb += t.eq(value << (RSQRT_FRAC - 2 * j))
-    with m.Else():
-        m.d.comb += t.eq(value >> (2 * j - RSQRT_FRAC))
+    m.d.comb += t.eq(_shift(m, f"{name}_norm", value, RSQRT_FRAC, 2 * j))
     idx = Signal(range(len(RSQRT_T)), name=f"{name}_idx")
     m.d.comb += idx.eq((t >> (RSQRT_FRAC - RSQRT_INDEX_FRAC)) - (1 << RSQRT_INDEX_FRAC))
     (y,) = rom(m, f"{name}_tab", RSQRT_T, [idx])
