@@ -28,8 +28,8 @@ class Softmax(wiring.Component):
     """Row-wise softmax of AdaptivFloat scores times a per-key span mask, optional renormalising.
 
     A row of ``length * n`` scores arrives as ``length`` beats; the row's output leaves as
-    ``length`` beats after the whole row was read. With no stalls a row takes
-    :meth:`cycles_per_row` cycles from its first input beat to its last output beat.
+    ``length`` beats after the whole row was read; :func:`sw.perf.sfu.softmax_cycles` gives the
+    cycles per row.
 
     Parameters
     ----------
@@ -204,20 +204,12 @@ class Softmax(wiring.Component):
         return m
 
 
-def cycles_per_row(beats):
-    """Cycles from a row's first input beat to its last output beat, with no stalls."""
-    return 3 * beats + 4
-
-
-Softmax.cycles_per_row = staticmethod(cycles_per_row)
-
-
 def _selfcheck(n, max_len, width, frac_bits, **params):
     import torch
 
     from hw.sfu_sim import run_stream
-    from sw.golden.softmax import span_mask
     from sw.golden.softmax import softmax as golden
+    from sw.golden.softmax import span_mask
 
     fmt, fixed = AFFormat(**params), FixedFormat(width=width, frac_bits=frac_bits)
     g = torch.Generator().manual_seed(3)

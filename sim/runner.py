@@ -67,14 +67,20 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     _prepare_env(simulator)
     text = verilog.convert(top, name=name, emit_src=False)
-    tag = tag or hashlib.sha1(text.encode()).hexdigest()[:10]
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
+    else:
+        # Yosys starts every combinational always @* block with a dummy reg initialised at its
+        # declaration; only Verilog-2005 semantics make that initialisation an event, so an
+        # output that depends on registers alone (a state machine's ready) is not X at time 0.
+        build_args = ["-g2005"]
+    tag = tag or hashlib.sha1((text + repr(build_args)).encode()).hexdigest()[:10]
     build_dir = (BUILD_ROOT / simulator / f"{name}-{tag}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{name}.v"
     if not src.exists() or src.read_text() != text:
         src.write_text(text)
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else []
     t0 = time.perf_counter()
     runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), always=False)

@@ -5,6 +5,7 @@ A stream port ``x`` of a generated design appears as ``x__valid``, ``x__ready`` 
 falling edge); new values are driven after the falling edge.
 """
 
+from cocotb.simtime import get_sim_time
 from cocotb.triggers import FallingEdge, RisingEdge
 
 __all__ = ["pack", "unpack", "StreamSource", "StreamSink"]
@@ -41,6 +42,7 @@ class StreamSource:
         self.payload = getattr(dut, f"{prefix}__payload")
         self.rng = rng
         self.p_valid = p_valid
+        self.times = []  # simulation time (ns) of every transfer
         self.valid.value = 0
 
     async def send(self, beats):
@@ -55,6 +57,7 @@ class StreamSource:
             while True:
                 await RisingEdge(self.clk)
                 if self.ready.value:
+                    self.times.append(get_sim_time("ns"))
                     break
         await FallingEdge(self.clk)
         self.valid.value = 0
@@ -63,7 +66,7 @@ class StreamSource:
 class StreamSink:
     """Receives from ``<prefix>__valid/payload``; ``ready`` high on a random ``p_ready`` of cycles.
 
-    ``beats`` collects every payload with the cycle (rising-edge count) it was transferred on.
+    ``times`` collects the simulation time (ns) of every transfer.
     """
 
     def __init__(self, dut, prefix, rng, p_ready=1.0):
@@ -73,21 +76,19 @@ class StreamSink:
         self.payload = getattr(dut, f"{prefix}__payload")
         self.rng = rng
         self.p_ready = p_ready
+        self.times = []
         self.ready.value = 0
 
-    async def recv(self, count, cycles=None):
-        """Collect ``count`` beats (ints); with a list ``cycles``, append each beat's cycle."""
+    async def recv(self, count):
+        """Collect ``count`` beats (ints)."""
         out = []
-        cycle = 0
         await FallingEdge(self.clk)
         while len(out) < count:
             self.ready.value = 1 if self.rng.random() < self.p_ready else 0
             await RisingEdge(self.clk)
-            cycle += 1
             if self.valid.value and self.ready.value:
                 out.append(int(self.payload.value))
-                if cycles is not None:
-                    cycles.append(cycle)
+                self.times.append(get_sim_time("ns"))
             await FallingEdge(self.clk)
         self.ready.value = 0
         return out
