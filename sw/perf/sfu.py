@@ -12,7 +12,8 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass (beats + 1 read latency + 1 drain), one reciprocal cycle,
 # output pass (beats + 1 read latency + 1 output register).
 SOFTMAX_OVERHEAD = 5
-LAYERNORM_OVERHEAD = 5
+# LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 2).
+LAYERNORM_OVERHEAD = 4
 ENTROPY_OVERHEAD = 4
 RESIDUAL_LATENCY = 1
 
@@ -29,8 +30,8 @@ def softmax_cycles(beats):
 
 
 def layernorm_cycles(beats):
-    """Row period of :class:`hw.layernorm.LayerNorm`: load pass, one inverse square root, output
-    pass."""
+    """Row period of :class:`hw.layernorm.LayerNorm`: load pass, variance and inverse square
+    root, output pass."""
     return 2 * _check_beats(beats) + LAYERNORM_OVERHEAD
 
 
