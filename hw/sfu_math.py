@@ -25,6 +25,7 @@ Internal formats (all unsigned unless said otherwise):
   2^-(RSQRT_FRAC + j)`` (relative error below 2^-17).
 - LayerNorm: ``z = floor((L x - S1) * r1 / 2^(RSQRT_FRAC + j - LN_Z_FRAC))``, signed,
   ``LN_Z_FRAC`` fractional bits.
+- entropy: terms ``floor(-d * e / 2^ENT_TERM_SHIFT)``; ``H`` with ``LN_FRAC`` fractional bits.
 - span mask: ``SPAN_MASK_FRAC`` fractional bits, 0 .. 2^SPAN_MASK_FRAC.
 - ``ln`` of ``s`` in [1, 2): a 1024-entry table (midpoints) with ``LN_FRAC`` fractional bits;
   ``ln 2`` with ``LN_FRAC`` fractional bits (both round to nearest).
@@ -38,8 +39,8 @@ from amaranth.lib.memory import Memory
 __all__ = [
     "EXP_FRAC", "LOG2E_FRAC", "LOG2E", "EXP_U_FRAC", "EXP_HI_BITS", "EXP_MID_BITS", "EXP_T_HI",
     "EXP_T_MID", "RECIP_FRAC", "RECIP_INDEX_BITS", "RECIP_T", "RSQRT_FRAC", "RSQRT_INDEX_FRAC",
-    "RSQRT_T", "LN_FRAC", "LN_Z_FRAC", "SPAN_MASK_FRAC", "LN_INDEX_BITS", "LN_T", "LN2", "rom",
-    "exp_neg", "bit_length_signal", "reciprocal", "rsqrt", "ln_normalized",
+    "RSQRT_T", "LN_FRAC", "LN_Z_FRAC", "ENT_TERM_SHIFT", "SPAN_MASK_FRAC", "LN_INDEX_BITS",
+    "LN_T", "LN2", "rom", "exp_neg", "bit_length_signal", "reciprocal", "rsqrt", "ln_normalized",
 ]
 
 EXP_FRAC = 24
@@ -66,6 +67,8 @@ RSQRT_T = [round((1 << RSQRT_FRAC) / math.sqrt((j + 0.5) / (1 << RSQRT_INDEX_FRA
 LN_FRAC = 16
 # LayerNorm: normalised values (x - mean) / sqrt(var + eps) carry this many fractional bits.
 LN_Z_FRAC = 16
+# Entropy: each term (-d) * e is shifted right by this much (floor) before it is summed.
+ENT_TERM_SHIFT = 16
 # Span masks (softmax [H3]) are unsigned fixed point in [0, 1] with this many fractional bits.
 SPAN_MASK_FRAC = 8
 LN_INDEX_BITS = 10

@@ -14,7 +14,7 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 SOFTMAX_OVERHEAD = 5
 # LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 2).
 LAYERNORM_OVERHEAD = 4
-ENTROPY_OVERHEAD = 4
+ENTROPY_OVERHEAD = 5
 RESIDUAL_LATENCY = 1
 
 
