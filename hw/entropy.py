@@ -147,7 +147,10 @@ class EntropyExit(wiring.Component):
         best = Const(fx.min_int, signed(fx.width))
         for j in range(n):
             cand = Mux(lane_valid(count, j), in_x[j], fx.min_int)
-            best = Mux(cand > best, cand, best)
+            # A Signal per step: the expression uses the running value twice.
+            step = Signal(signed(fx.width), name=f"best{j}")
+            m.d.comb += step.eq(Mux(cand > best, cand, best))
+            best = step
 
         # Pass 2: exponentials and the two sums.
         xs = fixed_of("rd_fixed", [rd.data[j * fmt.n_bits:(j + 1) * fmt.n_bits]

@@ -124,7 +124,10 @@ class Softmax(wiring.Component):
         best = Const(fx.min_int, signed(fx.width))
         for j in range(n):
             cand = Mux(self.renorm & (self.i.payload.mask[j] == 0), fx.min_int, in_x[j])
-            best = Mux(cand > best, cand, best)
+            # A Signal per step: the expression uses the running value twice.
+            step = Signal(signed(fx.width), name=f"best{j}")
+            m.d.comb += step.eq(Mux(cand > best, cand, best))
+            best = step
         row_best = Signal(signed(fx.width))
         m.d.comb += row_best.eq(Mux(count == 0, best, Mux(best > mx, best, mx)))
 
