@@ -11,6 +11,7 @@ from hw.layouts import AFFormat, FixedFormat
 from sim.scoreboard import Scoreboard, params
 from sim.stream import StreamSink, StreamSource, pack, unpack
 from sw.golden.residual import residual_add
+from sw.perf.sfu import residual_cycles
 
 
 class ResidualBench:
@@ -71,3 +72,17 @@ async def every_code_pair(dut):
     await tb.run(a, b, (5, 5, 6))
     await tb.run(a, b, (tb.fmt.bias_max, 0, 0))
     tb.board.finish(2 * a.numel())
+
+
+@cocotb.test()
+async def throughput_matches_cycle_model(dut):
+    tb = ResidualBench(dut, seed=3, p_valid=1.0, p_ready=1.0)
+    await tb.start()
+    g = torch.Generator().manual_seed(3)
+    beats = 50
+    a = torch.randint(0, tb.fmt.code_max + 1, (beats, tb.n), generator=g)
+    b = torch.randint(0, tb.fmt.code_max + 1, (beats, tb.n), generator=g)
+    await tb.run(a, b, (3, 4, 4))
+    span = round((tb.sink.times[-1] - tb.src.times[0]) / 10) + 1
+    assert span == residual_cycles(beats), span
+    tb.board.finish(beats * tb.n)

@@ -7,11 +7,13 @@ from sim.runner import run_cocotb, simulator_available
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not simulator_available("icarus"), reason="Icarus Verilog not installed")
-def test_entropy_icarus():
+@pytest.mark.parametrize("simulator", ["icarus", "verilator"])
+def test_entropy(simulator):
+    if not simulator_available(simulator):
+        pytest.skip(f"{simulator} not installed")
     fmt, fixed, n, max_classes = AFFormat(), FixedFormat(), 4, 64
     res = run_cocotb(EntropyExit(fmt=fmt, n=n, max_classes=max_classes, fixed=fixed),
-                     "entropy_exit", "sim.tb_entropy",
+                     "entropy_exit", "sim.tb_entropy", simulator=simulator,
                      params={"n": n, "max_classes": max_classes, "fmt": vars(fmt),
                              "fixed": vars(fixed)})
     assert res["tests"] == 3

@@ -12,4 +12,4 @@ def test_residual_icarus():
     fmt, fixed = AFFormat(), FixedFormat()
     res = run_cocotb(ResidualAdd(fmt=fmt, n=8, fixed=fixed), "residual_add", "sim.tb_residual",
                      params={"n": 8, "fmt": vars(fmt), "fixed": vars(fixed)})
-    assert res["tests"] == 2
+    assert res["tests"] == 3

@@ -1,0 +1,18 @@
+import pytest
+
+from hw.layernorm import LayerNorm
+from hw.registry import blocks
+
+
+def test_selfcheck_matches_golden():
+    block = blocks()["layernorm"]
+    assert "equal the golden layernorm" in block.selfcheck(**dict(block.params, n=4, max_len=32))
+
+
+def test_bad_parameters_are_refused():
+    with pytest.raises(ValueError, match="max_len must be a multiple of n \\(8\\), not 100"):
+        LayerNorm(n=8, max_len=100)
+    with pytest.raises(TypeError, match="fmt must be an AFFormat, not 8"):
+        LayerNorm(fmt=8)
+    with pytest.raises(TypeError, match="max_len must be an integer, not 64.0"):
+        LayerNorm(n=8, max_len=64.0)
