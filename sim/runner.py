@@ -67,20 +67,20 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     _prepare_env(simulator)
     text = verilog.convert(top, name=name, emit_src=False)
-    if simulator == "verilator":
-        build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
-    else:
-        # Yosys starts every combinational always @* block with a dummy reg initialised at its
-        # declaration; only Verilog-2005 semantics make that initialisation an event, so an
-        # output that depends on registers alone (a state machine's ready) is not X at time 0.
-        build_args = ["-g2005"]
-    tag = tag or hashlib.sha1((text + repr(build_args)).encode()).hexdigest()[:10]
+    tag = tag or hashlib.sha1(text.encode()).hexdigest()[:10]
     build_dir = (BUILD_ROOT / simulator / f"{name}-{tag}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{name}.v"
     if not src.exists() or src.read_text() != text:
         src.write_text(text)
     runner = get_runner(simulator)
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
+    else:
+        # Yosys makes every `always @*` block sensitive to a register initialised to 0 so that
+        # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
+        # initialiser and combinational outputs that depend only on registers stay X.
+        build_args = ["-g2005"]
     t0 = time.perf_counter()
     runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), always=False)
