@@ -70,6 +70,8 @@ class EntropyExit(wiring.Component):
         Exit threshold (nats, ``LN_FRAC`` fractional bits).
     busy : Signal(1), out
         A row is in flight.
+    error : Signal(1), out
+        ``classes`` is 0 or above the maximum: the unit accepts no input until it is legal.
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF, n=4, max_classes=64,
@@ -95,6 +97,7 @@ class EntropyExit(wiring.Component):
             "bias_in": In(fmt.bias_bits),
             "threshold": In(H_BITS),
             "busy": Out(1),
+            "error": Out(1),
         })
 
     @property
@@ -188,10 +191,11 @@ class EntropyExit(wiring.Component):
             rd.en.eq(1),
         ]
 
+        m.d.comb += self.error.eq((self.classes == 0) | (self.classes > self._max_classes))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(1)
-                with m.If(self.i.valid):
+                m.d.comb += self.i.ready.eq(~self.error)
+                with m.If(self.i.valid & ~self.error):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += [mx.eq(Mux((count == 0) | (best > mx), best, mx)),
                                  count.eq(count + 1)]

@@ -65,6 +65,8 @@ class LayerNorm(wiring.Component):
         Epsilon in units of the squared input unit (:func:`sw.golden.layernorm.eps_units`).
     busy : Signal(1), out
         A row is in flight.
+    error : Signal(1), out
+        ``length`` is 0 or above the maximum: the unit accepts no input until it is legal.
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF, n=16, max_len=1024):
@@ -87,6 +89,7 @@ class LayerNorm(wiring.Component):
             "bias_out": In(fmt.bias_bits),
             "eps": In(EPS_BITS),
             "busy": Out(1),
+            "error": Out(1),
         })
 
     @property
@@ -167,10 +170,11 @@ class LayerNorm(wiring.Component):
         ]
         last = count == self.length - 1
 
+        m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(1), en.eq(1)]
-                with m.If(self.i.valid):
+                m.d.comb += [self.i.ready.eq(~self.error), en.eq(1)]
+                with m.If(self.i.valid & ~self.error):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == 0):

@@ -8,7 +8,7 @@ import random
 
 from amaranth.sim import Simulator
 
-__all__ = ["run_stream"]
+__all__ = ["run_stream", "refuses_illegal_length"]
 
 
 def run_stream(dut, beats, count, *, config=None, stall_seed=1, max_cycles=200_000):
@@ -48,3 +48,21 @@ def run_stream(dut, beats, count, *, config=None, stall_seed=1, max_cycles=200_0
     sim.add_testbench(bench)
     sim.run()
     return out
+
+
+def refuses_illegal_length(dut, port, value):
+    """True if ``dut`` raises ``error`` and drops ``i.ready`` with ``port`` set to ``value``."""
+    seen = []
+
+    async def bench(ctx):
+        ctx.set(getattr(dut, port), value)
+        ctx.set(dut.i.valid, 1)
+        for _ in range(3):
+            await ctx.tick()
+            seen.append((ctx.get(dut.error), ctx.get(dut.i.ready), ctx.get(dut.busy)))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return all(s == (1, 0, 0) for s in seen)

@@ -57,6 +57,8 @@ class Softmax(wiring.Component):
         Divide by the masked sum instead of the plain sum.
     busy : Signal(1), out
         A row is in flight.
+    error : Signal(1), out
+        ``length`` is 0 or above the maximum: the unit accepts no input until it is legal.
     """
 
     def __init__(self, *, fmt: AFFormat = DEFAULT_AF, n=16, max_len=512,
@@ -77,6 +79,7 @@ class Softmax(wiring.Component):
             "bias_out": In(fmt.bias_bits),
             "renorm": In(1),
             "busy": Out(1),
+            "error": Out(1),
         })
 
     @property
@@ -171,10 +174,11 @@ class Softmax(wiring.Component):
         ]
         last = count == self.length - 1
 
+        m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(1), en.eq(1)]
-                with m.If(self.i.valid):
+                m.d.comb += [self.i.ready.eq(~self.error), en.eq(1)]
+                with m.If(self.i.valid & ~self.error):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += [mx.eq(row_best), count.eq(count + 1)]
                     with m.If(last):

@@ -16,3 +16,10 @@ def test_bad_parameters_are_refused():
         LayerNorm(fmt=8)
     with pytest.raises(TypeError, match="max_len must be an integer, not 64.0"):
         LayerNorm(n=8, max_len=64.0)
+
+
+def test_illegal_length_sets_error_and_stalls():
+    from hw.sfu_sim import refuses_illegal_length
+
+    assert refuses_illegal_length(LayerNorm(n=4, max_len=16), "length", 0)
+    assert refuses_illegal_length(LayerNorm(n=4, max_len=16), "length", 7)

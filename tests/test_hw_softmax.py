@@ -19,3 +19,10 @@ def test_bad_parameters_are_refused():
         Softmax(n=65)
     with pytest.raises(ValueError, match="frac_bits must be at least 14"):
         Softmax(fixed=FixedFormat(width=32, frac_bits=10))
+
+
+def test_illegal_length_sets_error_and_stalls():
+    from hw.sfu_sim import refuses_illegal_length
+
+    assert refuses_illegal_length(Softmax(n=4, max_len=16), "length", 0)
+    assert refuses_illegal_length(Softmax(n=4, max_len=16), "length", 5)
