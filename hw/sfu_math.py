@@ -40,7 +40,8 @@ __all__ = [
     "EXP_FRAC", "LOG2E_FRAC", "LOG2E", "EXP_U_FRAC", "EXP_HI_BITS", "EXP_MID_BITS", "EXP_T_HI",
     "EXP_T_MID", "RECIP_FRAC", "RECIP_INDEX_BITS", "RECIP_T", "RSQRT_FRAC", "RSQRT_INDEX_FRAC",
     "RSQRT_T", "LN_FRAC", "LN_Z_FRAC", "ENT_TERM_SHIFT", "SPAN_MASK_FRAC", "LN_INDEX_BITS",
-    "LN_T", "LN2", "rom", "exp_neg", "bit_length_signal", "reciprocal", "rsqrt", "ln_normalized",
+    "LN_T", "LN2", "rom", "exp_neg", "exp_neg_u", "exp_neg_table", "bit_length_signal",
+    "reciprocal", "rsqrt", "ln_normalized",
 ]
 
 EXP_FRAC = 24
@@ -102,30 +103,42 @@ def bit_length_signal(m, value, name):
     return idx
 
 
-def exp_neg(m, name, ds, frac_bits):
-    """``exp(d)`` for each signed fixed-point ``d <= 0`` in ``ds`` (``frac_bits`` fractional).
-
-    Returns unsigned signals with ``EXP_FRAC`` fractional bits (see the module docstring).
-    """
+def exp_neg_u(m, name, ds, frac_bits):
+    """First half of :func:`exp_neg`: ``u = floor(-d * LOG2E / 2^(...))`` for each ``d``."""
     shift = frac_bits + LOG2E_FRAC - EXP_U_FRAC
-    his, mids, ks = [], [], []
+    us = []
     for i, d in enumerate(ds):
         u = Signal(len(d) + LOG2E.bit_length() - shift + 1, name=f"{name}_u{i}")
         m.d.comb += u.eq(((-d).as_unsigned() * LOG2E) >> shift)
-        f = u[:EXP_U_FRAC]
-        his.append(f[EXP_U_FRAC - EXP_HI_BITS:])
-        mids.append(f[EXP_U_FRAC - EXP_HI_BITS - EXP_MID_BITS:EXP_U_FRAC - EXP_HI_BITS])
-        ks.append(u[EXP_U_FRAC:])
+        us.append(u)
+    return us
+
+
+def exp_neg_table(m, name, us):
+    """Second half of :func:`exp_neg`: ``2^-u`` from the two tables and one product."""
+    his = [u[EXP_U_FRAC - EXP_HI_BITS:EXP_U_FRAC] for u in us]
+    mids = [u[EXP_U_FRAC - EXP_HI_BITS - EXP_MID_BITS:EXP_U_FRAC - EXP_HI_BITS] for u in us]
     t_hi = rom(m, f"{name}_t_hi", EXP_T_HI, his)
     t_mid = rom(m, f"{name}_t_mid", EXP_T_MID, mids)
     out = []
-    for i, k in enumerate(ks):
+    for i, u in enumerate(us):
+        k = u[EXP_U_FRAC:]
         kc = Signal(range(EXP_FRAC + 2), name=f"{name}_k{i}")
         m.d.comb += kc.eq(Mux(k > EXP_FRAC + 1, EXP_FRAC + 1, k))
         e = Signal(EXP_FRAC + 1, name=f"{name}_e{i}")
         m.d.comb += e.eq((t_hi[i] * t_mid[i]) >> (kc + EXP_FRAC))
         out.append(e)
     return out
+
+
+def exp_neg(m, name, ds, frac_bits):
+    """``exp(d)`` for each signed fixed-point ``d <= 0`` in ``ds`` (``frac_bits`` fractional).
+
+    Returns unsigned signals with ``EXP_FRAC`` fractional bits (see the module docstring).
+    Combinational; pipelined units register between :func:`exp_neg_u` and
+    :func:`exp_neg_table`.
+    """
+    return exp_neg_table(m, name, exp_neg_u(m, name, ds, frac_bits))
 
 
 def _shift(m, name, value, frac, k):

@@ -17,7 +17,14 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 from hw.sfu_common import check_format, check_lanes, check_row
-from hw.sfu_math import EXP_FRAC, RECIP_FRAC, SPAN_MASK_FRAC, exp_neg, reciprocal
+from hw.sfu_math import (
+    EXP_FRAC,
+    RECIP_FRAC,
+    SPAN_MASK_FRAC,
+    exp_neg_table,
+    exp_neg_u,
+    reciprocal,
+)
 
 __all__ = ["Softmax"]
 
@@ -118,7 +125,7 @@ class Softmax(wiring.Component):
         acc = Signal(acc_width)
         r1 = Signal(RECIP_FRAC + 1)
         k = Signal(range(acc_width))
-        valid_a = Signal()  # a read issued last cycle: rd.data holds a beat
+        valid_a = Signal()  # a read was issued: rd.data holds a beat
         en = Signal()
 
         # Pass 1: the running maximum over the incoming beats (masked-out ones skipped when
@@ -134,7 +141,9 @@ class Softmax(wiring.Component):
         row_best = Signal(signed(fx.width))
         m.d.comb += row_best.eq(Mux(count == 0, best, Mux(best > mx, best, mx)))
 
-        # Passes 2 and 3 share one datapath from the row buffer: x -> exp(min(x - max, 0)) * mask.
+        # Passes 2 and 3 share one pipelined datapath from the row buffer, advancing when ``en``:
+        # A: read issued (valid_a) | B: rd.data -> x -> d -> u (registered) | C: 2^-u from the
+        # tables, times the mask (registered) | then the sum (pass 2) or the output (pass 3).
         rx = [rd.data[j * lane_bits:j * lane_bits + fmt.n_bits] for j in range(n)]
         rmask = [rd.data[j * lane_bits + fmt.n_bits:(j + 1) * lane_bits] for j in range(n)]
         xs = fixed_of("rd_fixed", rx)
@@ -143,14 +152,21 @@ class Softmax(wiring.Component):
             d = Signal(signed(fx.width + 1), name=f"d{j}")
             m.d.comb += d.eq(Mux(xs[j] > mx, 0, xs[j] - mx))
             ds.append(d)
-        es = exp_neg(m, "exp", ds, fx.frac_bits)
-        ems = []
-        for j in range(n):
-            em = Signal(EXP_FRAC + 1 + MASK_BITS, name=f"em{j}")
-            m.d.comb += em.eq(es[j] * rmask[j])
-            ems.append(em)
+        us = exp_neg_u(m, "exp", ds, fx.frac_bits)
+        valid_b, valid_c = Signal(), Signal()
+        u_b = [Signal(len(u), name=f"u_b{j}") for j, u in enumerate(us)]
+        mask_b = [Signal(MASK_BITS, name=f"mask_b{j}") for j in range(n)]
+        es = exp_neg_table(m, "exp", u_b)
+        e_c = [Signal(EXP_FRAC + 1, name=f"e_c{j}") for j in range(n)]
+        ems = [Signal(EXP_FRAC + 1 + MASK_BITS, name=f"em_c{j}") for j in range(n)]
+        with m.If(en):
+            m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
+            for j in range(n):
+                m.d.sync += [u_b[j].eq(us[j]), mask_b[j].eq(rmask[j]), e_c[j].eq(es[j]),
+                             ems[j].eq(es[j] * mask_b[j])]
+        pipe_empty = ~valid_a & ~valid_b & ~valid_c
         beat_sum = Signal(acc_width)
-        m.d.comb += beat_sum.eq(Mux(self.renorm, sum(ems), sum(es) << SPAN_MASK_FRAC))
+        m.d.comb += beat_sum.eq(Mux(self.renorm, sum(ems), sum(e_c) << SPAN_MASK_FRAC))
 
         recip_r1, recip_k, _ = reciprocal(m, "recip", acc | (acc == 0))
         scale = fmt.offset - fmt.man_bits
@@ -189,9 +205,9 @@ class Softmax(wiring.Component):
                 m.d.sync += valid_a.eq(count != self.length)
                 with m.If(count != self.length):
                     m.d.sync += count.eq(count + 1)
-                with m.If(valid_a):
+                with m.If(valid_c):
                     m.d.sync += acc.eq(acc + beat_sum)
-                with m.Elif(count == self.length):
+                with m.If((count == self.length) & pipe_empty):
                     m.next = "RECIP"
             with m.State("RECIP"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
@@ -200,12 +216,12 @@ class Softmax(wiring.Component):
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_a)]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_c)]
                     for j in range(n):
                         m.d.sync += self.o.payload[j].eq(codes[j])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(~valid_a):
+                    with m.Elif(pipe_empty):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m

@@ -9,9 +9,9 @@ from the first input beat to the last output beat, inclusive.
 __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
-# Softmax: load pass (beats), sum pass (beats + 1 read latency + 1 drain), one reciprocal cycle,
-# output pass (beats + 1 read latency + 1 output register).
-SOFTMAX_OVERHEAD = 5
+# Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), one reciprocal
+# cycle, output pass (beats + 3 pipeline stages + 1 output register).
+SOFTMAX_OVERHEAD = 9
 # LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 2).
 LAYERNORM_OVERHEAD = 4
 ENTROPY_OVERHEAD = 5
