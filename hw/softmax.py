@@ -172,13 +172,20 @@ class Softmax(wiring.Component):
         scale = fmt.offset - fmt.man_bits
         shift = Signal(signed(8))
         m.d.comb += shift.eq(-RECIP_FRAC - k - (self.bias_out + scale))
+        # Pass 3 only, stage D: the product with the reciprocal (registered), then requantize.
+        valid_d = Signal()
+        v_d = [Signal(len(ems[j]) + len(r1), name=f"v_d{j}") for j in range(n)]
+        with m.If(en):
+            m.d.sync += valid_d.eq(valid_c)
+            for j in range(n):
+                m.d.sync += v_d[j].eq(ems[j] * r1)
         codes = []
         for j in range(n):
-            rq = AFRequantCore(fmt=fmt, in_width=len(ems[j]) + len(r1) + 1,
+            rq = AFRequantCore(fmt=fmt, in_width=len(v_d[j]) + 1,
                                shift_min=-RECIP_FRAC - (acc_width - 1) - (fmt.bias_max + scale),
                                shift_max=-RECIP_FRAC - scale)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [rq.value.eq(ems[j] * r1), rq.shift.eq(shift)]
+            m.d.comb += [rq.value.eq(v_d[j]), rq.shift.eq(shift)]
             codes.append(rq.code)
 
         m.d.comb += [
@@ -216,12 +223,12 @@ class Softmax(wiring.Component):
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_c)]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_d)]
                     for j in range(n):
                         m.d.sync += self.o.payload[j].eq(codes[j])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(pipe_empty):
+                    with m.Elif(pipe_empty & ~valid_d):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m

@@ -10,8 +10,8 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), one reciprocal
-# cycle, output pass (beats + 3 pipeline stages + 1 output register).
-SOFTMAX_OVERHEAD = 9
+# cycle, output pass (beats + 4 pipeline stages + 1 output register).
+SOFTMAX_OVERHEAD = 10
 # LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 2).
 LAYERNORM_OVERHEAD = 4
 ENTROPY_OVERHEAD = 5
