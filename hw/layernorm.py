@@ -135,7 +135,12 @@ class LayerNorm(wiring.Component):
         m.d.comb += dsum.eq(length * s2 - s1 * s1 + length * length * self.eps)
         rs_r1, rs_j = rsqrt(m, "rsqrt", dval[:len(dval) - 1])
 
-        # Pass 2: normalise, gamma and beta, requantize.
+        # Pass 2, pipelined, advancing when ``en``: A: read issued (valid_a) | B: (L x - S1) r1,
+        # gamma and beta registered | C: z, then gamma z + beta registered | requantize into the
+        # output register.
+        valid_b, valid_c = Signal(), Signal()
+        with m.If(en):
+            m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
         def lane(k, which):
             base = (3 * k + which) * w
             return rd.data[base:base + w]
@@ -150,10 +155,15 @@ class LayerNorm(wiring.Component):
             x = af_integer(m, fmt, lane(k, 0), f"x{k}")
             g = af_integer(m, fmt, lane(k, 1), f"g{k}")
             b = af_integer(m, fmt, lane(k, 2), f"b{k}")
+            prod = (length * x - s1) * r1
+            p_b = Signal(prod.shape(), name=f"p_b{k}")
+            g_b = Signal(g.shape(), name=f"g_b{k}")
+            b_b = Signal(b.shape(), name=f"b_b{k}")
             z = Signal(signed(zbits), name=f"z{k}")
-            m.d.comb += z.eq(((length * x - s1) * r1) >> (j + (RSQRT_FRAC - LN_Z_FRAC)))
-            y = Signal(signed(xbits + zbits + 1), name=f"y{k}")
-            m.d.comb += y.eq(g * z + (b << bshift))
+            m.d.comb += z.eq(p_b >> (j + (RSQRT_FRAC - LN_Z_FRAC)))
+            y = Signal(signed(xbits + zbits + 1), name=f"y_c{k}")
+            with m.If(en):
+                m.d.sync += [p_b.eq(prod), g_b.eq(g), b_b.eq(b), y.eq(g_b * z + (b_b << bshift))]
             rq = AFRequantCore(fmt=fmt, in_width=len(y),
                                shift_min=-fmt.bias_max - LN_Z_FRAC,
                                shift_max=fmt.bias_max - LN_Z_FRAC)
@@ -195,12 +205,12 @@ class LayerNorm(wiring.Component):
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_a)]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_c)]
                     for k in range(n):
                         m.d.sync += self.o.payload[k].eq(codes[k])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(~valid_a):
+                    with m.Elif(~valid_a & ~valid_b & ~valid_c):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m

@@ -12,8 +12,9 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), one reciprocal
 # cycle, output pass (beats + 4 pipeline stages + 1 output register).
 SOFTMAX_OVERHEAD = 10
-# LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 2).
-LAYERNORM_OVERHEAD = 4
+# LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 3
+# pipeline stages + 1 output register).
+LAYERNORM_OVERHEAD = 6
 ENTROPY_OVERHEAD = 5
 RESIDUAL_LATENCY = 1
 
