@@ -21,7 +21,8 @@ from hw.sfu_math import (
     LN2,
     LN_FRAC,
     RECIP_FRAC,
-    exp_neg,
+    exp_neg_table,
+    exp_neg_u,
     ln_normalized,
     reciprocal,
 )
@@ -155,7 +156,8 @@ class EntropyExit(wiring.Component):
             m.d.comb += step.eq(Mux(cand > best, cand, best))
             best = step
 
-        # Pass 2: exponentials and the two sums.
+        # Pass 2, pipelined: A: read issued (valid_a) | B: x -> d -> u registered | C: 2^-u from
+        # the tables and the term (-d) e, masked to the valid lanes, registered | accumulate.
         xs = fixed_of("rd_fixed", [rd.data[j * fmt.n_bits:(j + 1) * fmt.n_bits]
                                    for j in range(n)])
         ds = []
@@ -163,14 +165,21 @@ class EntropyExit(wiring.Component):
             d = Signal(signed(dbits), name=f"d{j}")
             m.d.comb += d.eq(xs[j] - mx)
             ds.append(d)
-        es = exp_neg(m, "exp", ds, fx.frac_bits)
-        beat_s, beat_t = 0, 0
+        us = exp_neg_u(m, "exp", ds, fx.frac_bits)
+        valid_b, valid_c = Signal(), Signal()
+        u_b = [Signal(len(u), name=f"u_b{j}") for j, u in enumerate(us)]
+        negd_b = [Signal(dbits, name=f"negd_b{j}") for j in range(n)]
+        ok_b = [Signal(name=f"ok_b{j}") for j in range(n)]
+        es = exp_neg_table(m, "exp", u_b)
+        e_c = [Signal(EXP_FRAC + 1, name=f"e_c{j}") for j in range(n)]
+        term_c = [Signal(tbits, name=f"term_c{j}") for j in range(n)]
+        m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
         for j in range(n):
-            term = Signal(tbits, name=f"term{j}")
-            m.d.comb += term.eq(((-ds[j]).as_unsigned() * es[j]) >> ENT_TERM_SHIFT)
-            ok = lane_valid(read_beat, j)
-            beat_s += Mux(ok, es[j], 0)
-            beat_t += Mux(ok, term, 0)
+            m.d.sync += [u_b[j].eq(us[j]), negd_b[j].eq((-ds[j]).as_unsigned()),
+                         ok_b[j].eq(lane_valid(read_beat, j)),
+                         e_c[j].eq(Mux(ok_b[j], es[j], 0)),
+                         term_c[j].eq(Mux(ok_b[j], (negd_b[j] * es[j]) >> ENT_TERM_SHIFT, 0))]
+        beat_s, beat_t = sum(e_c), sum(term_c)
 
         # Result: H = (k - EXP_FRAC) ln 2 + ln(s) + T r1 / 2^(k + const).
         r1 = Signal(RECIP_FRAC + 1)
@@ -207,9 +216,9 @@ class EntropyExit(wiring.Component):
                 m.d.sync += [valid_a.eq(count != beats), read_beat.eq(count)]
                 with m.If(count != beats):
                     m.d.sync += count.eq(count + 1)
-                with m.If(valid_a):
+                with m.If(valid_c):
                     m.d.sync += [s.eq(s + beat_s), t.eq(t + beat_t)]
-                with m.Elif(count == beats):
+                with m.If((count == beats) & ~valid_a & ~valid_b & ~valid_c):
                     m.next = "RECIP"
             with m.State("RECIP"):
                 m.d.comb += self.busy.eq(1)

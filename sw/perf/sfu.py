@@ -15,7 +15,9 @@ SOFTMAX_OVERHEAD = 10
 # LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 3
 # pipeline stages + 1 output register).
 LAYERNORM_OVERHEAD = 6
-ENTROPY_OVERHEAD = 5
+# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal,
+# result register, result transfer.
+ENTROPY_OVERHEAD = 7
 RESIDUAL_LATENCY = 1
 
 
