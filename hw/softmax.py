@@ -3,7 +3,9 @@
 Three passes over a row buffer: (1) load the row and find its maximum, (2) read it back,
 compute the exponentials and their (masked) sum, then one cycle for the reciprocal, (3) read it
 back again, recompute the exponentials, multiply by the mask and the reciprocal, requantize and
-stream out. Formats and rounding are those of :mod:`sw.golden.softmax`.
+stream out. Passes 2 and 3 share one pipelined datapath (read, exp argument, tables and mask,
+product with the reciprocal), so each pass takes one beat per cycle after a fixed latency.
+Formats and rounding are those of :mod:`sw.golden.softmax`.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
