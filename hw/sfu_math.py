@@ -27,7 +27,9 @@ Internal formats (all unsigned unless said otherwise):
   ``LN_Z_FRAC`` fractional bits.
 - entropy: terms ``floor(-d * e / 2^ENT_TERM_SHIFT)``; ``H`` with ``LN_FRAC`` fractional bits.
 - span mask: ``SPAN_MASK_FRAC`` fractional bits, 0 .. 2^SPAN_MASK_FRAC.
-- ``ln`` of ``s`` in [1, 2): a 1024-entry table (midpoints) with ``LN_FRAC`` fractional bits;
+- ``ln`` of ``s`` in [1, 2): the fraction of ``s`` rounded (half up) to ``LN_INDEX_BITS`` bits
+  indexes a 1025-entry table of ``ln(1 + j / 1024)`` with ``LN_FRAC`` fractional bits (exact
+  zero at ``s = 1``, error below 2^-11);
   ``ln 2`` with ``LN_FRAC`` fractional bits (both round to nearest).
 """
 
@@ -73,8 +75,8 @@ ENT_TERM_SHIFT = 16
 # Span masks (softmax [H3]) are unsigned fixed point in [0, 1] with this many fractional bits.
 SPAN_MASK_FRAC = 8
 LN_INDEX_BITS = 10
-LN_T = [round(math.log(1 + (j + 0.5) / (1 << LN_INDEX_BITS)) * (1 << LN_FRAC))
-        for j in range(1 << LN_INDEX_BITS)]
+LN_T = [round(math.log(1 + j / (1 << LN_INDEX_BITS)) * (1 << LN_FRAC))
+        for j in range((1 << LN_INDEX_BITS) + 1)]
 LN2 = round(math.log(2) * (1 << LN_FRAC))
 
 
@@ -190,5 +192,8 @@ def rsqrt(m, name, value):
 
 def ln_normalized(m, name, s):
     """``ln(s / 2^RECIP_FRAC)`` with ``LN_FRAC`` fractional bits for ``s`` in [1, 2) (table)."""
-    (v,) = rom(m, f"{name}_t", LN_T, [s[RECIP_FRAC - LN_INDEX_BITS:RECIP_FRAC]])
+    idx = Signal(range(len(LN_T)), name=f"{name}_idx")
+    shift = RECIP_FRAC - LN_INDEX_BITS
+    m.d.comb += idx.eq((s[:RECIP_FRAC] + (1 << (shift - 1))) >> shift)
+    (v,) = rom(m, f"{name}_t", LN_T, [idx])
     return v

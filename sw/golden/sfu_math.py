@@ -84,5 +84,8 @@ def rsqrt(value):
 
 
 def ln_normalized(s):
-    """``ln(s / 2^RECIP_FRAC)`` with ``LN_FRAC`` fractional bits for ``s`` in [1, 2) (table)."""
-    return _LN_T[(s >> (k_.RECIP_FRAC - k_.LN_INDEX_BITS)) & ((1 << k_.LN_INDEX_BITS) - 1)]
+    """``ln(s / 2^RECIP_FRAC)`` with ``LN_FRAC`` fractional bits for ``s`` in [1, 2): the table at
+    the fraction of ``s`` rounded half up to ``LN_INDEX_BITS`` bits."""
+    shift = k_.RECIP_FRAC - k_.LN_INDEX_BITS
+    frac = s & ((1 << k_.RECIP_FRAC) - 1)
+    return _LN_T[(frac + (1 << (shift - 1))) >> shift]
