@@ -185,7 +185,7 @@ class EntropyExit(wiring.Component):
         r1 = Signal(RECIP_FRAC + 1)
         k = Signal(range(len(s)))
         ln_s = Signal(LN_FRAC + 1)
-        recip_r1, recip_k, recip_s = reciprocal(m, "recip", s)
+        recip_r1, recip_k, recip_s = reciprocal(m, "recip", s, registered=True)
         ln_val = ln_normalized(m, "ln", recip_s)
         const = fx.frac_bits - ENT_TERM_SHIFT + RECIP_FRAC - LN_FRAC + EXP_FRAC
         over = Signal(range(len(s)))
@@ -220,7 +220,10 @@ class EntropyExit(wiring.Component):
                     m.d.sync += [s.eq(s + beat_s), t.eq(t + beat_t)]
                 with m.If((count == beats) & ~valid_a & ~valid_b & ~valid_c):
                     m.next = "RECIP"
-            with m.State("RECIP"):
+            with m.State("RECIP"):  # the reciprocal's first (registered) half
+                m.d.comb += self.busy.eq(1)
+                m.next = "RECIP_NEWTON"
+            with m.State("RECIP_NEWTON"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [r1.eq(recip_r1), k.eq(recip_k), ln_s.eq(ln_val), count.eq(0)]
                 m.next = "RESULT"

@@ -133,7 +133,7 @@ class LayerNorm(wiring.Component):
         # L^2 (var + eps), at least 1, and its inverse square root.
         dsum = Signal(signed(len(dval) + len(length) + EPS_BITS))
         m.d.comb += dsum.eq(length * s2 - s1 * s1 + length * length * self.eps)
-        rs_r1, rs_j = rsqrt(m, "rsqrt", dval[:len(dval) - 1])
+        rs_r1, rs_j = rsqrt(m, "rsqrt", dval[:len(dval) - 1], registered=True)
 
         # Pass 2, pipelined, advancing when ``en``: A: read issued (valid_a) | B: (L x - S1) r1,
         # gamma and beta registered | C: z, then gamma z + beta registered | requantize into the
@@ -198,7 +198,10 @@ class LayerNorm(wiring.Component):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
                 m.d.sync += dval.eq(Mux(dsum < 1, 1, dsum))
                 m.next = "RSQRT"
-            with m.State("RSQRT"):
+            with m.State("RSQRT"):  # the inverse square root's first (registered) half
+                m.d.comb += [self.busy.eq(1), en.eq(1)]
+                m.next = "RSQRT_NEWTON"
+            with m.State("RSQRT_NEWTON"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
                 m.d.sync += [r1.eq(rs_r1), j.eq(rs_j)]
                 m.next = "OUT"

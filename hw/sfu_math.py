@@ -154,16 +154,28 @@ def _shift(m, name, value, frac, k):
     return (value << left) >> right
 
 
-def reciprocal(m, name, value):
+def _stage(m, registered, signals):
+    """The signals themselves, or copies registered every cycle when ``registered``."""
+    if not registered:
+        return signals
+    out = [Signal.like(x, name=f"{x.name}_reg") for x in signals]
+    m.d.sync += [o.eq(x) for o, x in zip(out, signals, strict=True)]
+    return out
+
+
+def reciprocal(m, name, value, registered=False):
     """``(r1, k, s)`` with ``1/value ~= r1 * 2^-(RECIP_FRAC + k)`` for an unsigned ``value >= 1``.
 
     ``s`` is ``value`` normalised to [1, 2) with ``RECIP_FRAC`` fractional bits (truncated).
+    With ``registered`` the normalisation and table lookup are registered before the Newton step:
+    the outputs follow ``value`` one cycle later.
     """
     k = bit_length_signal(m, value, f"{name}_k")
     s = Signal(RECIP_FRAC + 1, name=f"{name}_s")
     # Normalise to [1, 2) with RECIP_FRAC fractional bits, truncating the bits below.
     m.d.comb += s.eq(_shift(m, f"{name}_norm", value, RECIP_FRAC, k))
     (r0,) = rom(m, f"{name}_t", RECIP_T, [s[RECIP_FRAC - RECIP_INDEX_BITS:RECIP_FRAC]])
+    k, s, r0 = _stage(m, registered, [k, s, r0])
     sr = Signal(RECIP_FRAC + 2, name=f"{name}_sr")
     m.d.comb += sr.eq((s * r0) >> RECIP_FRAC)
     r1 = Signal(RECIP_FRAC + 1, name=f"{name}_r1")
@@ -171,8 +183,12 @@ def reciprocal(m, name, value):
     return r1, k, s
 
 
-def rsqrt(m, name, value):
-    """``(r1, j)``: ``1/sqrt(value) ~= r1 * 2^-(RSQRT_FRAC + j)`` for unsigned ``value >= 1``."""
+def rsqrt(m, name, value, registered=False):
+    """``(r1, j)``: ``1/sqrt(value) ~= r1 * 2^-(RSQRT_FRAC + j)`` for unsigned ``value >= 1``.
+
+    With ``registered`` the normalisation and table lookup are registered before the Newton step:
+    the outputs follow ``value`` one cycle later.
+    """
     k = bit_length_signal(m, value, f"{name}_k")
     j = Signal(range(len(value) // 2 + 1), name=f"{name}_j")
     m.d.comb += j.eq(k >> 1)
@@ -181,6 +197,7 @@ def rsqrt(m, name, value):
     idx = Signal(range(len(RSQRT_T)), name=f"{name}_idx")
     m.d.comb += idx.eq((t >> (RSQRT_FRAC - RSQRT_INDEX_FRAC)) - (1 << RSQRT_INDEX_FRAC))
     (y,) = rom(m, f"{name}_tab", RSQRT_T, [idx])
+    j, t, y = _stage(m, registered, [j, t, y])
     y2 = Signal(RSQRT_FRAC + 1, name=f"{name}_y2")
     m.d.comb += y2.eq((y * y) >> RSQRT_FRAC)
     ty2 = Signal(RSQRT_FRAC + 3, name=f"{name}_ty2")

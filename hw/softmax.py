@@ -170,7 +170,7 @@ class Softmax(wiring.Component):
         beat_sum = Signal(acc_width)
         m.d.comb += beat_sum.eq(Mux(self.renorm, sum(ems), sum(e_c) << SPAN_MASK_FRAC))
 
-        recip_r1, recip_k, _ = reciprocal(m, "recip", acc | (acc == 0))
+        recip_r1, recip_k, _ = reciprocal(m, "recip", acc | (acc == 0), registered=True)
         scale = fmt.offset - fmt.man_bits
         shift = Signal(signed(8))
         m.d.comb += shift.eq(-RECIP_FRAC - k - (self.bias_out + scale))
@@ -218,7 +218,10 @@ class Softmax(wiring.Component):
                     m.d.sync += acc.eq(acc + beat_sum)
                 with m.If((count == self.length) & pipe_empty):
                     m.next = "RECIP"
-            with m.State("RECIP"):
+            with m.State("RECIP"):  # the reciprocal's first (registered) half
+                m.d.comb += [self.busy.eq(1), en.eq(1)]
+                m.next = "RECIP_NEWTON"
+            with m.State("RECIP_NEWTON"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
                 m.d.sync += [r1.eq(recip_r1), k.eq(recip_k), count.eq(0)]
                 m.next = "OUT"

@@ -9,15 +9,15 @@ from the first input beat to the last output beat, inclusive.
 __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
-# Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), one reciprocal
-# cycle, output pass (beats + 4 pipeline stages + 1 output register).
-SOFTMAX_OVERHEAD = 10
-# LayerNorm: load pass (beats), variance and inverse square root (2), output pass (beats + 3
+# Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
+# output pass (beats + 4 pipeline stages + 1 output register).
+SOFTMAX_OVERHEAD = 11
+# LayerNorm: load pass (beats), variance (1) and inverse square root (2), output pass (beats + 3
 # pipeline stages + 1 output register).
-LAYERNORM_OVERHEAD = 6
-# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal,
+LAYERNORM_OVERHEAD = 7
+# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
 # result register, result transfer.
-ENTROPY_OVERHEAD = 7
+ENTROPY_OVERHEAD = 8
 RESIDUAL_LATENCY = 1
 
 
