@@ -106,3 +106,15 @@ def requant_cases(fmt: AFFormat, in_width, n_random, seed=0):
     biases = torch.randint(0, fmt.bias_max + 1, (n_random, 3), generator=g)
     rand = torch.cat([acc.unsqueeze(1), biases], dim=1)
     return torch.cat([edge, rand]).unbind(1)
+
+
+def requantize_each(acc, bias_a, bias_b, bias_out, fmt: AFFormat):
+    """The golden :func:`sw.golden.af.requantize` with per-element biases (int64 codes)."""
+    from sw.golden.af import requantize
+
+    out = torch.empty_like(acc)
+    triples = torch.stack([bias_a, bias_b, bias_out], dim=1)
+    for t in torch.unique(triples, dim=0).tolist():
+        sel = (triples == torch.tensor(t)).all(dim=1)
+        out[sel] = requantize(acc[sel], *t, fmt).to(torch.int64)
+    return out

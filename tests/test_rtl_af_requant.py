@@ -7,25 +7,15 @@ ties, carries into the next binade, saturation on both signs, zero, the input ex
 
 import pytest
 import torch
-from af_reference import matmul_shift, requant_cases
+from af_reference import matmul_shift, requant_cases, requantize_each
 
 from hw.af_requant import AFRequantCore
 from hw.layouts import DEFAULT_AF
 from sim.lanes import run_lanes
 from sim.runner import SIMULATORS
-from sw.golden.af import requantize
 
 IN_WIDTH = 40
 N_RANDOM = 100_000
-
-
-def golden_requantize(acc, bias_a, bias_b, bias_out, fmt):
-    out = torch.empty_like(acc)
-    triples = torch.stack([bias_a, bias_b, bias_out], dim=1)
-    for t in torch.unique(triples, dim=0).tolist():
-        sel = (triples == torch.tensor(t)).all(dim=1)
-        out[sel] = requantize(acc[sel], *t, fmt).to(torch.int64)
-    return out
 
 
 @pytest.mark.rtl
@@ -40,6 +30,6 @@ def test_edge_and_random_values(simulator, tmp_path):
     result = run_lanes(
         lambda: AFRequantCore(fmt=fmt, in_width=IN_WIDTH, shift_min=lo, shift_max=hi),
         {"value": acc, "shift": shift},
-        {"code": golden_requantize(acc, bias_a, bias_b, bias_out, fmt)},
+        {"code": requantize_each(acc, bias_a, bias_b, bias_out, fmt)},
         name="af_requant_lanes", workdir=tmp_path, simulator=simulator, lanes=32)
     assert result["compared"] == len(acc) > N_RANDOM
