@@ -1,7 +1,9 @@
 """P copies of a combinational block side by side, for fast simulator tests of its Verilog.
 
-:func:`run_lanes` is the one call a test needs: it wraps the block, writes the vectors and runs
-:mod:`sim.tb_lanes` on the chosen simulator.
+:class:`LaneGroup` puts several such wrappers into one design, ports prefixed by part name,
+so that several blocks share one simulator build (a Verilator build takes about a minute).
+:func:`run_vectors` is the one call a test needs: it writes the vectors and runs
+:mod:`sim.tb_lanes` on the chosen simulator; :func:`run_lanes` wraps a block first.
 
 A testbench drives one wide bus per port instead of one lane at a time, so P operand sets
 are checked per simulator step. :class:`Lanes` concatenates lane ``i``'s port ``x`` into bits
@@ -17,7 +19,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.checks import checked_construction
 
-__all__ = ["Lanes", "pack", "unpack", "run_lanes"]
+__all__ = ["Lanes", "LaneGroup", "pack", "unpack", "run_vectors", "run_lanes"]
 
 
 class Lanes(wiring.Component):
@@ -74,6 +76,51 @@ class Lanes(wiring.Component):
         return m
 
 
+class LaneGroup(wiring.Component):
+    """Several :class:`Lanes` wrappers in one design; part ``p``'s port ``x`` is ``p_x``.
+
+    Parameters
+    ----------
+    parts : dict
+        ``{name: Lanes}``; every part must have the same number of lanes.
+
+    Attributes
+    ----------
+    <part>_<port> : Signal, in or out
+        The parts' buses.
+    widths : dict
+        ``{<part>_<port>: (width, signed)}`` of one lane.
+    """
+
+    def __init__(self, *, parts):
+        with checked_construction(self):
+            if not parts or not all(isinstance(p, Lanes) for p in parts.values()):
+                raise TypeError(f"parts must be a non-empty dict of Lanes, not {parts!r}")
+            if len({p.lanes for p in parts.values()}) != 1:
+                raise ValueError("every part must have the same number of lanes")
+        self._parts = dict(parts)
+        self.widths = {f"{pn}_{name}": w for pn, p in parts.items() for name, w in p.widths.items()}
+        members = {f"{pn}_{name}": member for pn, p in parts.items()
+                   for name, member in p.signature.members.items()}
+        super().__init__(members)
+
+    @property
+    def lanes(self):
+        return next(iter(self._parts.values())).lanes
+
+    def elaborate(self, platform):
+        m = Module()
+        for pn, part in self._parts.items():
+            m.submodules[pn] = part
+            for name, member in part.signature.members.items():
+                outer, inner = getattr(self, f"{pn}_{name}"), getattr(part, name)
+                if member.flow == wiring.In:
+                    m.d.comb += inner.eq(outer)
+                else:
+                    m.d.comb += outer.eq(inner)
+        return m
+
+
 def pack(values, width):
     """Concatenate integers (two's complement, ``width`` bits each) into one bus value."""
     mask = (1 << width) - 1
@@ -95,14 +142,15 @@ def unpack(bus, width, signed, lanes):
     return out
 
 
-def run_lanes(make, inputs, expected, *, name, workdir, simulator="icarus", lanes=32):
-    """Compare ``lanes`` copies of ``make()`` under cocotb with golden outputs, as integers.
+def run_vectors(top, inputs, expected, *, name, workdir, simulator="icarus", rebuild=False):
+    """Compare a :class:`Lanes` or :class:`LaneGroup` design with golden outputs under cocotb.
 
-    ``inputs`` and ``expected`` map port names to equally long sequences of integers (the
-    golden outputs computed by the caller). The vectors are written to ``workdir``; the design
-    is built once per simulator and Verilog text (see :func:`sim.runner.run_cocotb`). Raises
-    ``AssertionError`` on the first mismatch, naming the inputs; returns the runner's result
-    with ``compared``, the number of vectors checked on every output port.
+    ``inputs`` and ``expected`` map port names of ``top`` to equally long sequences of integers
+    (the golden outputs computed by the caller); ports not named are left undriven or unread.
+    The vectors are written to ``workdir``; the design is built once per simulator and Verilog
+    text (see :func:`sim.runner.run_cocotb`; ``rebuild`` discards a cached build first).
+    Raises ``AssertionError`` on the first mismatch, naming the inputs; returns the runner's
+    result with ``compared``, the number of vectors checked on every output port named.
     """
     from pathlib import Path
 
@@ -110,16 +158,25 @@ def run_lanes(make, inputs, expected, *, name, workdir, simulator="icarus", lane
 
     inputs = {k: [int(x) for x in v] for k, v in inputs.items()}
     expected = {k: [int(x) for x in v] for k, v in expected.items()}
+    unknown = sorted((set(inputs) | set(expected)) - set(top.widths))
+    if unknown:
+        raise ValueError(f"{name} has no port(s) {', '.join(unknown)}")
     counts = {len(v) for v in (*inputs.values(), *expected.values())}
     if len(counts) != 1 or not counts.pop():
         raise ValueError("inputs and expected must be non-empty and equally long")
-    top = Lanes(make=make, lanes=lanes)
     count = len(next(iter(inputs.values())))
     path = Path(workdir) / f"{name}-{simulator}-vectors.json"
     path.write_text(json.dumps({
-        "name": name, "lanes": lanes, "widths": top.widths, "inputs": inputs,
+        "name": name, "lanes": top.lanes, "widths": top.widths, "inputs": inputs,
         "expected": expected,
     }))
     result = run_cocotb(top, name, "sim.tb_lanes", simulator=simulator,
-                        params={"vectors": str(path.resolve())})
+                        params={"vectors": str(path.resolve())}, rebuild=rebuild)
     return {**result, "compared": count}
+
+
+def run_lanes(make, inputs, expected, *, name, workdir, simulator="icarus", lanes=32,
+              rebuild=False):
+    """:func:`run_vectors` on ``lanes`` copies of ``make()`` (see :class:`Lanes`)."""
+    return run_vectors(Lanes(make=make, lanes=lanes), inputs, expected, name=name,
+                       workdir=workdir, simulator=simulator, rebuild=rebuild)

@@ -3,14 +3,15 @@
 import pytest
 import torch
 
-from hw.af_fixed import AFToFixed
 from hw.layouts import DEFAULT_AF, FixedFormat
-from sim.lanes import run_lanes
+from sim.af_units import NAME, af_units
+from sim.lanes import run_vectors
 from sim.runner import SIMULATORS
 from sw.golden.af import to_fixed
 
 
 @pytest.mark.rtl
+@pytest.mark.slow
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_all_codes_all_biases(simulator, tmp_path):
     fmt, fixed = DEFAULT_AF, FixedFormat(width=32, frac_bits=16)
@@ -19,7 +20,7 @@ def test_all_codes_all_biases(simulator, tmp_path):
     code = codes.repeat(n_bias)
     bias = torch.arange(n_bias).repeat_interleave(len(codes))
     expected = torch.cat([to_fixed(codes, b, fixed, fmt) for b in range(n_bias)])
-    result = run_lanes(lambda: AFToFixed(fmt=fmt, fixed=fixed), {"code": code, "bias": bias},
-                       {"fixed": expected}, name="af_to_fixed_lanes", workdir=tmp_path,
-                       simulator=simulator, lanes=32)
+    result = run_vectors(af_units(fmt=fmt, fixed=fixed), {"fixed_code": code, "fixed_bias": bias},
+                         {"fixed_fixed": expected}, name=NAME, workdir=tmp_path,
+                         simulator=simulator)
     assert result["compared"] == 256 * 8

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from hw.af_mul import AFMulLane
 from hw.layouts import DEFAULT_AF
-from sim.lanes import run_lanes
+from sim.af_units import NAME, af_units
+from sim.lanes import run_vectors
 from sim.runner import SIMULATORS
 from sw.golden.af import lane_product
 
@@ -16,9 +16,8 @@ from sw.golden.af import lane_product
 def test_all_code_pairs(simulator, tmp_path):
     fmt = DEFAULT_AF
     codes = torch.arange(fmt.code_max + 1)
-    pairs = torch.cartesian_prod(codes, codes)
-    a, b = pairs[:, 0], pairs[:, 1]
-    result = run_lanes(lambda: AFMulLane(fmt=fmt), {"a": a, "b": b},
-                       {"product": lane_product(a, b, fmt)}, name="af_mul_lanes",
-                       workdir=tmp_path, simulator=simulator, lanes=32)
+    a, b = torch.cartesian_prod(codes, codes).unbind(1)
+    result = run_vectors(af_units(fmt=fmt), {"mul_a": a, "mul_b": b},
+                         {"mul_product": lane_product(a, b, fmt)}, name=NAME, workdir=tmp_path,
+                         simulator=simulator)
     assert result["compared"] == 256 * 256

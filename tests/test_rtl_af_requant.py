@@ -9,12 +9,11 @@ import pytest
 import torch
 from af_reference import matmul_shift, requant_cases, requantize_each
 
-from hw.af_requant import AFRequantCore
 from hw.layouts import DEFAULT_AF
-from sim.lanes import run_lanes
+from sim.af_units import NAME, REQUANT_IN_WIDTH, af_units, requant_shift_range
+from sim.lanes import run_vectors
 from sim.runner import SIMULATORS
 
-IN_WIDTH = 40
 N_RANDOM = 100_000
 
 
@@ -23,13 +22,12 @@ N_RANDOM = 100_000
 @pytest.mark.parametrize("simulator", SIMULATORS)
 def test_edge_and_random_values(simulator, tmp_path):
     fmt = DEFAULT_AF
-    acc, bias_a, bias_b, bias_out = requant_cases(fmt, IN_WIDTH, N_RANDOM, seed=3)
+    acc, bias_a, bias_b, bias_out = requant_cases(fmt, REQUANT_IN_WIDTH, N_RANDOM, seed=3)
     assert len(torch.unique(bias_out)) == fmt.bias_max + 1
     shift = matmul_shift(fmt, bias_a, bias_b, bias_out)
-    lo, hi = int(shift.min()), int(shift.max())
-    result = run_lanes(
-        lambda: AFRequantCore(fmt=fmt, in_width=IN_WIDTH, shift_min=lo, shift_max=hi),
-        {"value": acc, "shift": shift},
-        {"code": requantize_each(acc, bias_a, bias_b, bias_out, fmt)},
-        name="af_requant_lanes", workdir=tmp_path, simulator=simulator, lanes=32)
+    assert (int(shift.min()), int(shift.max())) == requant_shift_range(fmt)
+    result = run_vectors(
+        af_units(fmt=fmt), {"requant_value": acc, "requant_shift": shift},
+        {"requant_code": requantize_each(acc, bias_a, bias_b, bias_out, fmt)},
+        name=NAME, workdir=tmp_path, simulator=simulator)
     assert result["compared"] == len(acc) > N_RANDOM
