@@ -283,3 +283,10 @@ def test_malformed_code_tensors_are_refused(codes, exc, msg):
                  lambda: decode_parts(codes)):
         with pytest.raises(exc, match=msg):
             call()
+
+
+def test_round_to_code_refuses_magnitudes_outside_its_range():
+    for mag in (-5, 1 << 62):
+        with pytest.raises(ValueError, match=rf"magnitudes must be in 0\.\.2\^62 - 1 \(exact "
+                                             rf"int64 arithmetic\), found {mag}"):
+            round_to_code(torch.tensor([0]), torch.tensor([mag]), torch.tensor(0))

@@ -169,3 +169,15 @@ def test_error_of_requantize_against_float_is_bounded():
     assert bool(inside.any())
     assert bool(((got - exact).abs() <= step / 2)[inside].all())
     assert math.isclose(f.max_value(5), 31 * 2.0 ** (7 + 5 - 14))
+
+
+def test_requantize_refuses_values_outside_the_exact_range():
+    # |value| must stay below 2^62: -2^63 has no int64 magnitude and used to come back as
+    # code 0 instead of saturating or rounding.
+    for v in (-(2**63), 2**62, -(2**62)):
+        with pytest.raises(ValueError, match=r"magnitudes must be in 0\.\.2\^62 - 1"):
+            requantize_scaled(torch.tensor([3, v]), -73, 0)
+    top = (1 << 62) - 1
+    assert requantize_scaled(torch.tensor([top, -top]), -80, 0).tolist() == [
+        nearest_code(Fraction(top, 2**80), 0, DEFAULT_AF),
+        nearest_code(Fraction(-top, 2**80), 0, DEFAULT_AF)]
