@@ -77,6 +77,8 @@ def test_refuses_bad_arguments():
         pack_bitmask(torch.ones(2, 8, dtype=torch.uint8), 0)
     with pytest.raises(ValueError, match=r"vector width n must be a positive integer, not 2\.0"):
         pack_bitmask(torch.ones(2, 8, dtype=torch.uint8), 2.0)
+    with pytest.raises(ValueError, match=r"vector width n must be a positive integer, not True"):
+        pack_bitmask(torch.ones(2, 8, dtype=torch.uint8), True)
     with pytest.raises(TypeError, match=r"weight codes must be an integer tensor, not "
                                         r"torch.float32"):
         pack_bitmask(torch.ones(2, 8), 4)
@@ -101,6 +103,8 @@ def _packed():
     ({"masks": torch.tensor([[1, 0, 0], [3, 2, 0]])}, r"masks must have shape \(2, 2\), not "
                                                       r"\(2, 3\)"),
     ({"cols": 5}, r"shape must be positive with cols a multiple of n=2, not 2×5"),
+    ({"n": "2"}, r"vector width n must be a positive integer, not '2'"),
+    ({"n": 0}, r"vector width n must be a positive integer, not 0"),
 ])
 def test_packed_weights_refuse_disagreeing_parts(change, msg):
     p = _packed()
