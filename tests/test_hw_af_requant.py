@@ -13,6 +13,7 @@ from hw.selfcheck import run_comb
 from sw.adaptivfloat import round_to_code
 
 
+@pytest.mark.slow
 def test_default_format_edge_cases_sample():
     # A sample of the edge cases for every bias (the cocotb tests run all of them and 100,000
     # random values on the Verilog); golden = requantize with the operand and output biases.
@@ -77,6 +78,7 @@ def test_impossible_parameters_are_refused(kwargs, exc, msg):
         AFRequantCore(**args)
 
 
+@pytest.mark.slow
 def test_registered_block_builds_and_self_checks():
     block = blocks()["af_requant"]
     top = block.build(**block.params)

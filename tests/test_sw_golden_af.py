@@ -69,6 +69,7 @@ def _reference_requantize(acc, bias_a, bias_b, bias_out, fmt):
     return [nearest_code(v * unit, bias_out, fmt) for v in acc.tolist()]
 
 
+@pytest.mark.slow
 def test_requantize_matches_exact_rational_rounding():
     # Edge cases for every output bias and operand bias sum (exact values, ties, carries,
     # saturation, both signs) plus random accumulators, against the Fraction reference.
