@@ -98,7 +98,13 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{name}.v"
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else []
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
+    else:
+        # Yosys makes every `always @*` block sensitive to a register initialised to 0 so that
+        # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
+        # initialiser and combinational outputs that depend only on registers stay X.
+        build_args = ["-g2005"]
     t0 = time.perf_counter()
     # Parallel test workers (pytest-xdist) may ask for the same design at once: one builds,
     # the others wait for it and then reuse the build.
