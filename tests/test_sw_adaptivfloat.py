@@ -145,43 +145,53 @@ def test_zero_and_tiny_values_are_code_zero():
     assert torch.equal(quantize(x, 0), torch.zeros(4))
 
 
-# Property tests (hypothesis): bounded example counts so they take seconds.
+# Property tests (hypothesis): bounded example counts so they take seconds. Each example draws
+# a format (the default one and three others) and a bias in its register range.
 FINITE = st.floats(allow_nan=False, allow_infinity=False, width=64)
-BIAS = st.integers(0, DEFAULT_AF.bias_max)
+
+
+@st.composite
+def format_and_bias(draw):
+    fmt = draw(st.sampled_from(FORMATS))
+    return fmt, draw(st.integers(0, fmt.bias_max))
+
+
+@settings(max_examples=300, deadline=None)
+@given(x=st.lists(FINITE, min_size=1, max_size=20), fb=format_and_bias())
+def test_quantize_is_idempotent(x, fb):
+    fmt, bias = fb
+    q = quantize(torch.tensor(x, dtype=torch.float64), bias, fmt)
+    assert torch.equal(quantize(q, bias, fmt), q)
 
 
 @settings(max_examples=400, deadline=None)
-@given(x=st.lists(FINITE, min_size=1, max_size=20), bias=BIAS)
-def test_quantize_is_idempotent(x, bias):
-    q = quantize(torch.tensor(x, dtype=torch.float64), bias)
-    assert torch.equal(quantize(q, bias), q)
-
-
-@settings(max_examples=400, deadline=None)
-@given(a=FINITE, b=FINITE, bias=BIAS)
-def test_quantize_is_monotone(a, b, bias):
+@given(a=FINITE, b=FINITE, fb=format_and_bias())
+def test_quantize_is_monotone(a, b, fb):
+    fmt, bias = fb
     lo, hi = min(a, b), max(a, b)
-    q = quantize(torch.tensor([lo, hi], dtype=torch.float64), bias)
+    q = quantize(torch.tensor([lo, hi], dtype=torch.float64), bias, fmt)
     assert q[0] <= q[1]
 
 
 @settings(max_examples=300, deadline=None)
-@given(code=st.integers(0, DEFAULT_AF.code_max), bias=BIAS)
-def test_representable_value_is_unchanged(code, bias):
-    x = torch.tensor([float(code_value(code, bias, DEFAULT_AF))], dtype=torch.float64)
-    assert torch.equal(quantize(x, bias), x)
+@given(fb=format_and_bias(), data=st.data())
+def test_representable_value_is_unchanged(fb, data):
+    fmt, bias = fb
+    code = data.draw(st.integers(0, fmt.code_max))
+    x = torch.tensor([float(code_value(code, bias, fmt))], dtype=torch.float64)
+    assert torch.equal(quantize(x, bias, fmt), x)
 
 
 @settings(max_examples=500, deadline=None)
-@given(t=st.floats(0.0, 1.0), neg=st.booleans(), bias=BIAS)
-def test_error_at_most_half_ulp_before_saturation(t, neg, bias):
+@given(t=st.floats(0.0, 1.0), neg=st.booleans(), fb=format_and_bias())
+def test_error_at_most_half_ulp_before_saturation(t, neg, fb):
     # Between the smallest and largest magnitudes the error is at most half the grid step.
-    f = DEFAULT_AF
-    lo, hi = f.min_value(bias), f.max_value(bias)
+    fmt, bias = fb
+    lo, hi = fmt.min_value(bias), fmt.max_value(bias)
     x = torch.tensor([(lo + t * (hi - lo)) * (-1 if neg else 1)], dtype=torch.float64)
-    err = (quantize(x, bias) - x).abs()
-    assert err <= ulp(x, bias) / 2
-    assert ulp(x, bias) <= 2.0 ** (f.exp_max + f.scale_exponent(bias))
+    err = (quantize(x, bias, fmt) - x).abs()
+    assert err <= ulp(x, bias, fmt) / 2
+    assert ulp(x, bias, fmt) <= 2.0 ** (fmt.exp_max + fmt.scale_exponent(bias))
 
 
 def test_ulp_is_the_grid_step():
