@@ -168,9 +168,25 @@ def decode_parts(codes, fmt: AFFormat = DEFAULT_AF):
     return sign, exp, torch.where(sign == 1, -sig, sig)
 
 
+def _check_dtype_holds(dtype, bias, fmt):
+    """Raise unless ``dtype`` represents every value of ``fmt`` at ``bias`` exactly."""
+    info = torch.finfo(dtype)
+    digits = 1 - math.frexp(info.eps)[1] + 1  # significand bits, the hidden one included
+    if (fmt.sig_bits > digits or fmt.max_value(bias) > info.max
+            or fmt.min_value(bias) < info.smallest_normal):
+        raise ValueError(
+            f"{dtype} cannot hold every value of {fmt} with bias {bias} exactly; use "
+            f"torch.float64")
+
+
 def decode(codes, bias, fmt: AFFormat = DEFAULT_AF, dtype=torch.float32):
-    """AdaptivFloat codes with bias ``bias`` → float tensor (exact in float32 for N ≤ 16)."""
+    """AdaptivFloat codes with bias ``bias`` → float tensor, exactly.
+
+    Raises ``ValueError`` when ``dtype`` cannot hold every value of the format at this bias
+    exactly (float32 holds the default format; float64 holds every format).
+    """
     fmt.check_bias(bias)
+    _check_dtype_holds(dtype, bias, fmt)
     _, exp, sig = decode_parts(codes, fmt)
     return torch.ldexp(sig.to(torch.float64), exp + fmt.scale_exponent(bias)).to(dtype)
 

@@ -300,3 +300,17 @@ def test_round_to_code_refuses_magnitudes_outside_its_range():
         with pytest.raises(ValueError, match=rf"magnitudes must be in 0\.\.2\^62 - 1 \(exact "
                                              rf"int64 arithmetic\), found {mag}"):
             round_to_code(torch.tensor([0]), torch.tensor([mag]), torch.tensor(0))
+
+
+def test_decode_refuses_a_dtype_that_cannot_hold_the_values_exactly():
+    # Overflow: 2^(15 + 63 + 64) is beyond float32 (it came back as inf).
+    wide = AFFormat(n_bits=12, exp_bits=4, offset=64, bias_bits=6)
+    with pytest.raises(ValueError, match=r"torch.float32 cannot hold every value of AFFormat\(.*"
+                                         r"\) with bias 63 exactly; use torch.float64"):
+        decode(torch.tensor([2047]), 63, wide)
+    assert decode(torch.tensor([2047]), 0, wide).item() == (2 - 2**-7) * 2.0 ** (15 + 64)
+    # Precision: 15-bit significands do not fit float16's 11 (they came back rounded).
+    fine = AFFormat(n_bits=16, exp_bits=1, offset=0, bias_bits=3)
+    with pytest.raises(ValueError, match=r"torch.float16 cannot hold every value of AFFormat"):
+        quantize(torch.tensor([3.5], dtype=torch.float16), 0, fine)
+    assert quantize(torch.tensor([3.5], dtype=torch.float16), 0).dtype == torch.float16
