@@ -125,11 +125,10 @@ class AFRequantCore(wiring.Component):
         m.d.comb += x2.eq(Cat(Const(0, 1), x))
         shifted = Signal(len(x2))
         m.d.comb += shifted.eq(x2 >> rshift)
-        # Ones below bit rshift (rshift < len(x2)), again as a right shift.
-        unmask = Signal(range(len(x2) + 1))
-        m.d.comb += unmask.eq(len(x2) - rshift)
+        # Ones below bit rshift, as a thermometer code (smaller after synthesis than a shifted
+        # constant, and no wide intermediate).
         mask = Signal(len(x2))
-        m.d.comb += mask.eq(Const((1 << len(x2)) - 1, len(x2)) >> unmask)
+        m.d.comb += mask.eq(Cat(rshift > i for i in range(len(x2))))
         sticky = (x2 & mask) != 0
         half, lsb = shifted[0], shifted[1]
         q = Signal(mb + 2)
