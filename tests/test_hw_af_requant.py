@@ -4,9 +4,10 @@ import pytest
 import torch
 from af_reference import matmul_shift, requant_cases, requantize_each
 from amaranth.back import verilog
-from amaranth.hdl import Fragment
+from amaranth.hdl import Fragment, Module, Signal
+from amaranth.sim import Simulator
 
-from hw.af_requant import AFRequantCore
+from hw.af_requant import AFRequantCore, leading_one
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import blocks
 from hw.selfcheck import run_comb
@@ -85,3 +86,21 @@ def test_registered_block_builds_and_self_checks():
     assert isinstance(top, AFRequantCore)
     assert "module af_requant(" in verilog.convert(top, name="af_requant", emit_src=False)
     assert "3000 random values over shifts -21..0" in block.selfcheck(**block.params)
+
+
+def test_leading_one_every_value_of_small_widths():
+    # Widths that are and are not powers of two; 0 maps to index 0.
+    for width in range(1, 11):
+        m = Module()
+        value = Signal(width)
+        idx = leading_one(m, value, "lead")
+        assert len(idx) == max(1, (width - 1).bit_length())
+
+        async def bench(ctx, value=value, idx=idx, width=width):
+            for v in range(1 << width):
+                ctx.set(value, v)
+                assert ctx.get(idx) == max(v.bit_length() - 1, 0), (width, v)
+
+        sim = Simulator(m)
+        sim.add_testbench(bench)
+        sim.run()
