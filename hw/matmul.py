@@ -44,7 +44,10 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, acc_width_for
 from hw.registry import register_block
 
-__all__ = ["MatmulConfig", "MatmulError", "MatrixEngine", "DIM_BITS", "NNZ_BITS", "COUNTER_BITS"]
+__all__ = [
+    "MatmulConfig", "MatmulError", "MatrixEngine", "payload_layouts", "run_amaranth",
+    "DIM_BITS", "NNZ_BITS", "COUNTER_BITS",
+]
 
 DIM_BITS = 16
 NNZ_BITS = 32
@@ -184,8 +187,18 @@ class MatmulConfig:
                 f"(capacity {self.v_depth * n} codes)")
 
 
-def _stream(layout):
-    return stream.Signature(data.StructLayout(layout))
+def payload_layouts(config: MatmulConfig):
+    """Struct layouts of the stream payloads (fields LSB first), for drivers and testbenches."""
+    n, nb = config.n, config.fmt.n_bits
+    return {
+        "x_w": data.StructLayout({"bank": range(n), "addr": range(config.x_depth),
+                                  "data": n * nb}),
+        "m_w": data.StructLayout({"addr": range(config.m_depth), "data": n * n}),
+        "v_w": data.StructLayout({"addr": range(config.v_depth), "data": n * nb}),
+        "b_w": data.StructLayout({"addr": range(config.b_depth), "data": n * nb}),
+        "y_req": data.StructLayout({"bank": range(n), "addr": range(config.y_depth)}),
+        "y_rsp": data.StructLayout({"data": n * nb}),
+    }
 
 
 class MatrixEngine(wiring.Component):
@@ -232,16 +245,12 @@ class MatrixEngine(wiring.Component):
             if not isinstance(config, MatmulConfig):
                 raise TypeError(f"config must be a MatmulConfig, not {config!r}")
         self._cfg = config
-        n, nb = config.n, config.fmt.n_bits
         bias = config.fmt.bias_bits
+        lay = payload_layouts(config)
         super().__init__({
-            "x_w": In(_stream({"bank": range(n), "addr": range(config.x_depth),
-                               "data": n * nb})),
-            "m_w": In(_stream({"addr": range(config.m_depth), "data": n * n})),
-            "v_w": In(_stream({"addr": range(config.v_depth), "data": n * nb})),
-            "b_w": In(_stream({"addr": range(config.b_depth), "data": n * nb})),
-            "y_req": In(_stream({"bank": range(n), "addr": range(config.y_depth)})),
-            "y_rsp": Out(_stream({"data": n * nb})),
+            **{name: In(stream.Signature(lay[name]))
+               for name in ("x_w", "m_w", "v_w", "b_w", "y_req")},
+            "y_rsp": Out(stream.Signature(lay["y_rsp"])),
             "start": In(1),
             "rows": In(DIM_BITS), "k": In(DIM_BITS), "cols": In(DIM_BITS),
             "nnz": In(NNZ_BITS),

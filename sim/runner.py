@@ -74,7 +74,13 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     if not src.exists() or src.read_text() != text:
         src.write_text(text)
     runner = get_runner(simulator)
-    build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else []
+    if simulator == "verilator":
+        build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
+    else:
+        # Yosys makes every `always @*` block sensitive to a register initialised to 0 so that
+        # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
+        # initialiser and combinational outputs that depend only on registers stay X.
+        build_args = ["-g2005"]
     t0 = time.perf_counter()
     runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
                  timescale=("1ns", "1ps"), always=False)
@@ -87,7 +93,7 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         env["EB_TIMEOUT_S"] = str(timeout_s)
     results = runner.test(test_module=test_module, hdl_toplevel=name, testcase=testcase,
                           build_dir=build_dir, test_dir=build_dir, extra_env=env,
-                          results_xml=f"results-{os.getpid()}.xml")
+                          results_xml=str(build_dir / f"results-{os.getpid()}.xml"))
     t2 = time.perf_counter()
     n_tests, n_failed = get_results(Path(results))
     assert n_tests > 0, f"{test_module} on {simulator}: no cocotb test ran"

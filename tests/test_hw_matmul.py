@@ -8,27 +8,13 @@ import torch
 
 from hw.layouts import AFFormat
 from hw.matmul import MatmulConfig, MatmulError, MatrixEngine, run_amaranth
+from sim.matmul_stimulus import random_case, random_codes
 from sw.golden.matmul import matmul
 from sw.matmul_buffers import make_job, y_from_words
 from sw.perf.matmul import matmul_cycles
 from sw.sparse import PackedWeights
 
 CFG = MatmulConfig(n=4, max_k=32, x_depth=16, y_depth=16, m_depth=32, v_depth=64)
-
-
-def random_codes(g, *shape):
-    c = torch.randint(0, 256, shape, generator=g)
-    return torch.where(c == 128, 0, c)
-
-
-def sparsify(g, w, n, kind):
-    if kind == "unstructured50":
-        w[torch.rand(w.shape, generator=g) < 0.5] = 0
-    elif kind == "block50":
-        w[torch.rand(w.shape[0], w.shape[1] // n, generator=g).repeat_interleave(n, 1) < 0.5] = 0
-    elif kind == "density10":
-        w[torch.rand(w.shape, generator=g) < 0.9] = 0
-    return w
 
 
 def check_run(job, regs, x, w, bias, stall_seed=None):
@@ -49,10 +35,7 @@ def test_random_shapes_match_golden_and_cycle_model(seed, kind):
     g = torch.Generator().manual_seed(seed)
     n = CFG.n
     rows, k, cols = (n * int(v) for v in torch.randint(1, 4, (3,), generator=g))
-    x, bias = random_codes(g, rows, k), random_codes(g, cols)
-    w = sparsify(g, random_codes(g, k, cols), n, kind)
-    bx, bw, bb, bo = (int(v) for v in torch.randint(0, 8, (4,), generator=g))
-    regs = dict(bias_x=bx, bias_w=bw, bias_b=bb, bias_out=bo, relu=bool(seed % 2))
+    x, w, bias, regs = random_case(seed, rows, k, cols, n, kind)
     check_run(make_job(CFG, x, w, bias, **regs), regs, x, w, bias, stall_seed=seed)
 
 
