@@ -10,8 +10,11 @@ second of the run phase) on Icarus and on Verilator for 32×128×512.
 """
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +35,8 @@ def register(sub):
                    choices=["icarus", "verilator"],
                    help="simulators for the RTL runs (default: both; none: model only)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    p.add_argument("--log", type=Path, default=Path("build/bench_matmul_sim.log"),
+                   help="simulator output goes here (default: build/bench_matmul_sim.log)")
     p.set_defaults(func=run)
 
 
@@ -54,7 +59,28 @@ def _model_rows(config, seed):
     return rows_out
 
 
-def _rtl(config, simulator, cases):
+@contextlib.contextmanager
+def _output_to(path):
+    """Send this process's stdout/stderr (and its children's: simulator builds and runs) to
+    ``path``, so that the benchmark prints only its figures."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(path, "a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _rtl(config, simulator, cases, log):
     from hw.matmul import MatrixEngine
     from sim.runner import run_cocotb, simulator_available
 
@@ -63,12 +89,16 @@ def _rtl(config, simulator, cases):
         return None
     fields = dataclasses.asdict(config)
     del fields["fmt"]
+    print(f"  {simulator}: building and running {len(cases)} case(s) (log: {log}) ...",
+          flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.json"
         t0 = time.perf_counter()
-        result = run_cocotb(MatrixEngine(config=config), f"matmul_bench_n{config.n}",
-                            "sim.tb_matmul", simulator=simulator, testcase="random_cases",
-                            params=dict(config=fields, cases=cases, stall=0.0, report=str(report)))
+        with _output_to(log):
+            result = run_cocotb(
+                MatrixEngine(config=config), f"matmul_bench_n{config.n}", "sim.tb_matmul",
+                simulator=simulator, testcase="random_cases",
+                params=dict(config=fields, cases=cases, stall=0.0, report=str(report)))
         took = time.perf_counter() - t0
         measured = json.loads(report.read_text())
     print(f"  {simulator}: build {result['build_s']:.0f} s, all runs {took:.0f} s "
@@ -112,11 +142,12 @@ def run(args):
              "verilator": [(shape, kind) for shape in fits for kind in ("dense", "block50")]}
     sims = list(dict.fromkeys(args.simulators))
     if sims:
+        args.log.parent.mkdir(parents=True, exist_ok=True)
         print(f"RTL runs ({', '.join(sims)}), cycles per wall-clock second of the run phase:")
     for sim in sims:
         cases = [dict(seed=args.seed, rows=r, k=k, cols=c, kind=kind)
                  for (r, k, c), kind in plans[sim]]
-        measured = _rtl(config, sim, cases)
+        measured = _rtl(config, sim, cases, args.log)
         if measured is None:
             continue
         figures["rtl"][sim] = measured
