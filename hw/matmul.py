@@ -138,9 +138,11 @@ class MatmulConfig:
     @property
     def bias_width(self):
         """Signed width of a bias aligned to the accumulator unit."""
-        return 1 + self.fmt.sig_bits + self._bias_shift()[1]
+        return 1 + self.fmt.sig_bits + self.bias_shift_range[1]
 
-    def _bias_shift(self):
+    @property
+    def bias_shift_range(self):
+        """(smallest, largest) left shift aligning a bias significand to the accumulator unit."""
         from sw.golden.matmul import bias_shift_range
 
         return bias_shift_range(self.fmt)
@@ -515,7 +517,7 @@ class MatrixEngine(wiring.Component):
         # Bias aligned to the accumulator unit: sig << (exp + bias_b - bias_x - bias_w - offset
         # + M); the shift is never negative (MatmulConfig checks the format).
         bias_al = [Signal(signed(accw), name=f"bias_al{j}") for j in range(n)]
-        base = Signal(range(2 * fmt.bias_max + 1 + cfg._bias_shift()[1]))
+        base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
         m.d.comb += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
         for j, c in enumerate(codes(b_rd.data)):
             sb, eb, gb = af_fields(fmt, c)
