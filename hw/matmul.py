@@ -23,10 +23,12 @@ Buffers (all ``amaranth.lib.memory.Memory``; word bit ``t·N`` starts code ``t``
 * **bias**: word ``cb`` holds ``bias[cb·n : cb·n+n]``.
 
 Pipeline: S0 scans a mask word per n vectors and issues one vector (token) per cycle; S1 reads
-the non-zeros out of a 4n-code realignment buffer and the X slice; S2 multiplies; S3
-accumulates. The last token of a tile also copies the sum into a shadow register set that is
-drained (one output row per cycle: add the aligned bias, ReLU, requantize with n
-:class:`~hw.af_requant.AFRequantCore`, write Y) while the next tile computes. A tile's last
+the non-zeros out of a 4n-code realignment buffer and the X slice and splits the codes into
+sign, exponent and significand; S2 multiplies the significands (and adds the exponents); S3
+shifts and signs the products; S4 accumulates. The last token of a tile also copies the sum
+into a shadow register set that is drained (one output row per cycle: add the aligned bias,
+ReLU, requantize with n :class:`~hw.af_requant.AFRequantCore`, write Y) while the next tile
+computes. A tile's last
 token therefore waits until the previous drain has read its last row (n cycles between last
 tokens).
 """
@@ -53,11 +55,11 @@ DIM_BITS = 16
 NNZ_BITS = 32
 COUNTER_BITS = 32
 # Fixed cycles of a run besides the scanned vectors: one to check the shape, two per row tile
-# to prime the mask and value reads, and the flush after the last token (S1..S3, n drain
+# to prime the mask and value reads, and the flush after the last token (S1..S4, n drain
 # rows, requantize, write).
 CHECK_CYCLES = 1
 PRIME_CYCLES = 2
-FLUSH_EXTRA = 5
+FLUSH_EXTRA = 6
 
 
 class MatmulError(enum.Enum, shape=4):
@@ -411,6 +413,7 @@ class MatrixEngine(wiring.Component):
         s2 = dict(valid=Signal(), first=Signal(), last=Signal(), cb=Signal(DIM_BITS),
                   yaddr=Signal(DIM_BITS))
         s3 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
+        s4 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         m.d.sync += s1["valid"].eq(issue)
         with m.If(issue):
             m.d.sync += [
@@ -469,62 +472,81 @@ class MatrixEngine(wiring.Component):
         with m.If(streaming & ~advance):
             m.d.sync += stall.eq(stall + 1)
 
-        # ---- S1: realign the non-zeros, select the X lane ----------------------------------
-        w_vec = [Signal(nb, name=f"w_vec{j}") for j in range(n)]
-        x_vec = [Signal(nb, name=f"x_vec{i}") for i in range(n)]
+        # ---- S1: realign the non-zeros, select the X lane, split both into fields ----------
+        def fields(prefix, k):
+            return (Signal(name=f"{prefix}_s{k}"), Signal(fmt.exp_bits, name=f"{prefix}_e{k}"),
+                    Signal(fmt.sig_bits, name=f"{prefix}_g{k}"))
+
+        wf = [fields("w", j) for j in range(n)]
+        xf = [fields("x", i) for i in range(n)]
         vb = Array(vbuf)
         for j in range(n):
             prefix = sum(s1["mask"][t] for t in range(j)) if j else 0
             pos = Signal(ln + 2, name=f"pos{j}")
-            m.d.comb += pos.eq(s1["used"] + prefix)
-            m.d.sync += w_vec[j].eq(Mux(s1["mask"][j], vb[pos], 0))
+            code = Signal(nb, name=f"w_code{j}")
+            m.d.comb += [pos.eq(s1["used"] + prefix), code.eq(Mux(s1["mask"][j], vb[pos], 0))]
+            m.d.sync += [r.eq(v) for r, v in zip(wf[j], af_fields(fmt, code), strict=True)]
         for i in range(n):
-            m.d.sync += x_vec[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
+            code = Signal(nb, name=f"x_code{i}")
+            m.d.comb += code.eq(Array(codes(x_rd[i].data))[s1["lane"]])
+            m.d.sync += [r.eq(v) for r, v in zip(xf[i], af_fields(fmt, code), strict=True)]
         m.d.sync += s2["valid"].eq(s1["valid"])
         m.d.sync += [s2[f].eq(s1[f]) for f in ("first", "last", "cb", "yaddr")]
 
-        # ---- S2: n × n exact products --------------------------------------------------------
-        xf = [af_fields(fmt, x) for x in x_vec]
-        wf = [af_fields(fmt, w) for w in w_vec]
-        prod = [[Signal(signed(pw), name=f"prod{i}_{j}") for j in range(n)] for i in range(n)]
+        # ---- S2: n × n significand products, exponent sums and signs ------------------------
+        sp = [[Signal(2 * fmt.sig_bits, name=f"sp{i}_{j}") for j in range(n)] for i in range(n)]
+        es = [[Signal(fmt.exp_bits + 1, name=f"es{i}_{j}") for j in range(n)] for i in range(n)]
+        sg = [[Signal(name=f"sg{i}_{j}") for j in range(n)] for i in range(n)]
         for i, (sx, ex, gx) in enumerate(xf):
             for j, (sw_, ew, gw) in enumerate(wf):
-                mag = ((gx * gw) << (ex + ew))[:pw - 1]
-                m.d.sync += prod[i][j].eq(Mux(sx ^ sw_, -mag, mag))
+                m.d.sync += [sp[i][j].eq(gx * gw), es[i][j].eq(ex + ew), sg[i][j].eq(sx ^ sw_)]
         m.d.sync += s3["valid"].eq(s2["valid"])
         m.d.sync += [s3[f].eq(s2[f]) for f in ("first", "last", "yaddr")]
         m.d.comb += [b_rd.addr.eq(s2["cb"]), b_rd.en.eq(s2["valid"])]
 
-        # ---- S3: accumulate; a tile's last token copies the sums into the shadow ------------
+        # ---- S3: exact signed products ±sig·sig << (e + e) -----------------------------------
+        prod = [[Signal(signed(pw), name=f"prod{i}_{j}") for j in range(n)] for i in range(n)]
+        for i in range(n):
+            for j in range(n):
+                mag = (sp[i][j] << es[i][j])[:pw - 1]
+                m.d.sync += prod[i][j].eq(Mux(sg[i][j], -mag, mag))
+        m.d.sync += s4["valid"].eq(s3["valid"])
+        m.d.sync += [s4[f].eq(s3[f]) for f in ("first", "last", "yaddr")]
+
+        # Bias of the tile a closing token ends, aligned to the accumulator unit:
+        # sig << (exp + bias_b - bias_x - bias_w - offset + M), never a negative shift
+        # (MatmulConfig checks the format). Read at S2, shifted at S3, signed at S4.
+        bias_mag = [Signal(cfg.bias_width - 1, name=f"bias_mag{j}") for j in range(n)]
+        bias_neg = [Signal(name=f"bias_neg{j}") for j in range(n)]
+        base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
+        m.d.comb += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
+        for j, c in enumerate(codes(b_rd.data)):
+            sb, eb, gb = af_fields(fmt, c)
+            with m.If(s3["valid"] & s3["last"]):
+                m.d.sync += [bias_mag[j].eq(gb << (eb + base)), bias_neg[j].eq(sb)]
+
+        # ---- S4: accumulate; a tile's last token copies the sums into the shadow ------------
         acc = [[Signal(signed(accw), name=f"acc{i}_{j}") for j in range(n)] for i in range(n)]
         shadow = [[Signal(signed(accw), name=f"shadow{i}_{j}") for j in range(n)]
                   for i in range(n)]
         load = Signal()
         dactive = Signal()
-        m.d.comb += load.eq(s3["valid"] & s3["last"])
+        m.d.comb += load.eq(s4["valid"] & s4["last"])
         for i in range(n):
             for j in range(n):
                 nxt = Signal(signed(accw), name=f"acc_next{i}_{j}")
-                m.d.comb += nxt.eq(Mux(s3["first"], 0, acc[i][j]) + prod[i][j])
-                with m.If(s3["valid"]):
+                m.d.comb += nxt.eq(Mux(s4["first"], 0, acc[i][j]) + prod[i][j])
+                with m.If(s4["valid"]):
                     m.d.sync += acc[i][j].eq(nxt)
                 with m.If(load):
                     m.d.sync += shadow[i][j].eq(nxt)
                 if i + 1 < n:
                     with m.Elif(dactive):
                         m.d.sync += shadow[i][j].eq(shadow[i + 1][j])
-
-        # Bias aligned to the accumulator unit: sig << (exp + bias_b - bias_x - bias_w - offset
-        # + M); the shift is never negative (MatmulConfig checks the format).
         bias_al = [Signal(signed(accw), name=f"bias_al{j}") for j in range(n)]
-        base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
-        m.d.comb += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
-        for j, c in enumerate(codes(b_rd.data)):
-            sb, eb, gb = af_fields(fmt, c)
-            mag = Signal(cfg.bias_width - 1, name=f"bias_mag{j}")
-            m.d.comb += mag.eq(gb << (eb + base))
+        for j in range(n):
             with m.If(load):
-                m.d.sync += bias_al[j].eq(Mux(sb, -mag, mag))
+                m.d.sync += bias_al[j].eq(Mux(bias_neg[j], -bias_mag[j], bias_mag[j]))
 
         # ---- Drain: one shadow row per cycle: + bias, ReLU, requantize, write Y -------------
         drow = Signal(ln)
@@ -538,7 +560,7 @@ class MatrixEngine(wiring.Component):
             with m.If(drow == n - 1):
                 m.d.sync += dactive.eq(0)
         with m.If(load):
-            m.d.sync += [dactive.eq(1), drow.eq(0), dyaddr.eq(s3["yaddr"])]
+            m.d.sync += [dactive.eq(1), drow.eq(0), dyaddr.eq(s4["yaddr"])]
         m.d.sync += [d1["valid"].eq(dactive), d1["row"].eq(drow), d1["yaddr"].eq(dyaddr)]
         for j in range(n):
             m.d.sync += dsum[j].eq(shadow[0][j] + bias_al[j])

@@ -4,7 +4,7 @@ What the engine (:mod:`hw.matmul`) does per run, and so what this model counts:
 
 * ``total`` (counter ``cyc_total``): every cycle the engine is busy, from the cycle after
   ``start`` to the cycle before ``done``:
-  ``1`` (shape check) ``+ Σ_row tiles (2 + stream cycles) + n + 5`` (flush: three token stages,
+  ``1`` (shape check) ``+ Σ_row tiles (2 + stream cycles) + n + 6`` (flush: four token stages,
   n drain rows, requantize, write).
 * stream cycles of a row tile: for every column block, every mask word (the n masks of
   ``k = j·n .. j·n+n-1``) takes ``max(1, number of non-zero masks in it)`` cycles: one per
