@@ -584,6 +584,14 @@ class MatrixEngine(wiring.Component):
 
         # ---- Sequencer -------------------------------------------------------------------------
         m.d.comb += [self.busy.eq(~idle)]
+        # Buffer words the requested shape needs, registered from the ports every idle cycle so
+        # that the multiplications stay out of the check cycle's path.
+        x_words, y_words, m_words = (Signal(2 * DIM_BITS, name=nm)
+                                     for nm in ("x_words", "y_words", "m_words"))
+        with m.If(idle):
+            rtn_p, kw_p, cbn_p = self.rows >> ln, self.k >> ln, self.cols >> ln
+            m.d.sync += [x_words.eq(rtn_p * kw_p), y_words.eq(rtn_p * cbn_p),
+                         m_words.eq(cbn_p * kw_p)]
         m.d.sync += self.done.eq(0)
         with m.FSM():
             with m.State("IDLE"):
@@ -602,7 +610,6 @@ class MatrixEngine(wiring.Component):
                 low_bits = Const(n - 1, DIM_BITS)
                 m.d.sync += [rtn.eq(rows_r >> ln), kw.eq(k_r >> ln), cbn.eq(cols_r >> ln),
                              rt.eq(0), xbase.eq(0), yaddr.eq(0)]
-                rtn_c, kw_c, cbn_c = rows_r >> ln, k_r >> ln, cols_r >> ln
                 bad = Signal(MatmulError)
                 with m.If((rows_r == 0) | (k_r == 0) | (cols_r == 0)):
                     m.d.comb += bad.eq(MatmulError.ZERO_DIM)
@@ -610,12 +617,12 @@ class MatrixEngine(wiring.Component):
                     m.d.comb += bad.eq(MatmulError.NOT_MULTIPLE)
                 with m.Elif(k_r > cfg.max_k):
                     m.d.comb += bad.eq(MatmulError.K_TOO_LARGE)
-                with m.Elif(rtn_c * kw_c > cfg.x_depth):
+                with m.Elif(x_words > cfg.x_depth):
                     m.d.comb += bad.eq(MatmulError.X_OVERFLOW)
-                with m.Elif((cbn_c * kw_c > cfg.m_depth) |
+                with m.Elif((m_words > cfg.m_depth) |
                             (nnz > cfg.v_depth * n)):
                     m.d.comb += bad.eq(MatmulError.W_OVERFLOW)
-                with m.Elif(rtn_c * cbn_c > cfg.y_depth):
+                with m.Elif(y_words > cfg.y_depth):
                     m.d.comb += bad.eq(MatmulError.Y_OVERFLOW)
                 with m.If(bad != MatmulError.NONE):
                     m.d.sync += [err.eq(bad), self.done.eq(1)]
