@@ -355,7 +355,10 @@ class MatrixEngine(wiring.Component):
         gap = Signal(range(n + 1), init=n)  # cycles since the last tile-closing token
 
         # Value realignment buffer: 4 slots of n codes; counters in codes.
-        vbits = NNZ_BITS
+        # Wide enough for every code a row tile's masks can ask for, so that a mismatch with
+        # nnz cannot wrap around unseen.
+        vbits = max(cfg.m_depth * n * n, cfg.v_depth * n + 4 * n).bit_length() + 1
+        row_done = Signal()         # a row tile just ended: check what its masks consumed
         fetched = Signal(vbits)     # codes requested
         landed = Signal(vbits)      # codes written into the buffer
         used = Signal(vbits)        # codes consumed by issued tokens
@@ -602,7 +605,7 @@ class MatrixEngine(wiring.Component):
                         nnz.eq(self.nnz), bx.eq(self.bias_x), bw.eq(self.bias_w),
                         bb.eq(self.bias_b), bo.eq(self.bias_out), relu.eq(self.relu),
                         cyc_total.eq(0), cyc_mac.eq(0), skipped.eq(0), stall.eq(0),
-                        err.eq(MatmulError.NONE), gap.eq(n),
+                        err.eq(MatmulError.NONE), gap.eq(n), row_done.eq(0),
                     ]
                     m.next = "CHECK"
             with m.State("CHECK"):
@@ -631,12 +634,16 @@ class MatrixEngine(wiring.Component):
                     m.next = "PRIME0"
             # Per row tile: restart the value stream and the mask scan from word 0.
             with m.State("PRIME0"):
-                m.d.sync += cyc_total.eq(cyc_total + 1)
+                m.d.sync += [cyc_total.eq(cyc_total + 1), row_done.eq(0)]
+                with m.If(row_done & (used != nnz)):
+                    m.d.sync += [err.eq(MatmulError.MASK_MISMATCH), flush.eq(0)]
+                    m.next = "FLUSH"
+                with m.Else():
+                    m.next = "PRIME1"
                 m.d.comb += [v_rd.addr.eq(0), v_rd.en.eq(nnz != 0)]
                 m.d.sync += [fetched.eq(Mux(nnz != 0, n, 0)), landing.eq(nnz != 0),
                              landed.eq(0), used.eq(0), cb.eq(0), wi.eq(0), maddr.eq(0),
                              tile_first.eq(1)]
-                m.next = "PRIME1"
             with m.State("PRIME1"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 more = fetched < nnz
@@ -649,19 +656,19 @@ class MatrixEngine(wiring.Component):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 m.d.comb += streaming.eq(1)
                 with m.If(advance & word_end_all & ~rest.any()):
-                    # Row tile complete: the masks must have consumed exactly the non-zeros.
-                    with m.If(used + tok_pc != nnz):
-                        m.d.sync += err.eq(MatmulError.MASK_MISMATCH)
-                        m.d.sync += flush.eq(0)
-                        m.next = "FLUSH"
-                    with m.Elif(rt == rtn - 1):
+                    # Row tile complete; the next state checks that its masks consumed exactly
+                    # the nnz packed codes (a cycle later, off the scanner's path).
+                    m.d.sync += row_done.eq(1)
+                    with m.If(rt == rtn - 1):
                         m.d.sync += flush.eq(0)
                         m.next = "FLUSH"
                     with m.Else():
                         m.d.sync += [rt.eq(rt + 1), xbase.eq(xbase + kw), landing.eq(0)]
                         m.next = "PRIME0"
             with m.State("FLUSH"):
-                m.d.sync += [cyc_total.eq(cyc_total + 1), flush.eq(flush + 1)]
+                m.d.sync += [cyc_total.eq(cyc_total + 1), flush.eq(flush + 1), row_done.eq(0)]
+                with m.If(row_done & (used != nnz)):
+                    m.d.sync += err.eq(MatmulError.MASK_MISMATCH)
                 with m.If(flush == n + FLUSH_EXTRA - 1):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"

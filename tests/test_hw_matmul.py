@@ -73,6 +73,14 @@ def test_hardware_reports_errors_and_returns_to_idle(change, error):
     assert words is None
 
 
+def test_mask_mismatch_found_after_the_first_of_two_row_tiles():
+    job = _job(rows=8)
+    bad = dataclasses.replace(job, regs={**job.regs, "nnz": job.regs["nnz"] + 4})
+    words, status = run_amaranth(bad, max_cycles=2000)
+    assert status["err"] == MatmulError.MASK_MISMATCH
+    assert words is None
+
+
 def test_software_side_errors():
     g = torch.Generator().manual_seed(0)
     x, w, bias = random_codes(g, 4, 8), random_codes(g, 8, 8), random_codes(g, 8)
