@@ -101,9 +101,9 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     if simulator == "verilator":
         build_args = ["-Wno-fatal", "-O3", "--x-assign", "0"]
     else:
-        # Yosys starts every combinational always @* block with a dummy reg initialised at its
-        # declaration; only Verilog-2005 semantics make that initialisation an event, so an
-        # output that depends on registers alone (a state machine's ready) is not X at time 0.
+        # Yosys makes every `always @*` block sensitive to a register initialised to 0 so that
+        # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
+        # initialiser and combinational outputs that depend only on registers stay X.
         build_args = ["-g2005"]
     t0 = time.perf_counter()
     # Parallel test workers (pytest-xdist) may ask for the same design at once: one builds,
