@@ -394,10 +394,12 @@ class MatrixEngine(wiring.Component):
         m.d.comb += tok_mask.eq(Mux(pend.any(), Array(wmasks)[idx], 0))
         tok_pc = Signal(range(n + 1))
         m.d.comb += tok_pc.eq(sum(tok_mask[t] for t in range(n)))
-        word_end_tile = Signal()
+        # Registered "last mask word of the tile" and "last column block" flags: comparing the
+        # counters here would put a subtract and compare in front of every enable.
+        word_end_tile = Signal()    # wi == kw - 1
+        cb_last = Signal()          # cb == cbn - 1
         word_end_all = Signal()
-        m.d.comb += [word_end_tile.eq(wi == kw - 1),
-                     word_end_all.eq(word_end_tile & (cb == cbn - 1))]
+        m.d.comb += word_end_all.eq(word_end_tile & cb_last)
         tok_valid = Signal()
         tok_last = Signal()
         m.d.comb += [tok_valid.eq(pend.any() | word_end_tile),
@@ -469,9 +471,10 @@ class MatrixEngine(wiring.Component):
                 m.d.sync += [fresh.eq(1), maddr.eq(maddr + 1)]
                 with m.If(word_end_tile):
                     m.d.sync += [wi.eq(0), cb.eq(cb + 1), yaddr.eq(yaddr + 1),
-                                 tile_first.eq(1)]
+                                 tile_first.eq(1), word_end_tile.eq(kw == 1),
+                                 cb_last.eq(cb + 2 == cbn)]
                 with m.Else():
-                    m.d.sync += wi.eq(wi + 1)
+                    m.d.sync += [wi.eq(wi + 1), word_end_tile.eq(wi + 2 == kw)]
         with m.If(streaming & ~advance):
             m.d.sync += stall.eq(stall + 1)
 
@@ -643,6 +646,7 @@ class MatrixEngine(wiring.Component):
                 m.d.comb += [v_rd.addr.eq(0), v_rd.en.eq(nnz != 0)]
                 m.d.sync += [fetched.eq(Mux(nnz != 0, n, 0)), landing.eq(nnz != 0),
                              landed.eq(0), used.eq(0), cb.eq(0), wi.eq(0), maddr.eq(0),
+                             word_end_tile.eq(kw == 1), cb_last.eq(cbn == 1),
                              tile_first.eq(1)]
             with m.State("PRIME1"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
