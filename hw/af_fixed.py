@@ -1,6 +1,6 @@
 """AdaptivFloat → signed fixed point ([F5]): exact conversion for the special function units."""
 
-from amaranth.hdl import Module, Mux, signed
+from amaranth.hdl import Cat, Const, Module, Mux, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -62,9 +62,11 @@ class AFToFixed(wiring.Component):
         m = Module()
         fmt, fx = self._fmt, self._fixed
         sign, exp, sig = af_fields(fmt, self.code)
-        # check_holds guarantees the constant part is >= 0 at bias 0, so the shift is unsigned.
+        # check_holds guarantees the constant part is >= 0, so the shift is unsigned. It is
+        # applied as appended zero bits: only exp + bias is a variable shift (a variable shift
+        # by an n-bit amount widens by 2^n - 1 bits).
         const = fmt.offset - fmt.man_bits + fx.frac_bits
-        mag = (sig << (exp + self.bias + const))[:fx.width - 1]
+        mag = (Cat(Const(0, const), sig) << (exp + self.bias))[:fx.width - 1]
         m.d.comb += self.fixed.eq(Mux(sign, -mag, mag))
         return m
 

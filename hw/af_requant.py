@@ -5,10 +5,10 @@ even mantissa (zero counts as even), saturate to ±max, zero is code 0. Callers 
 as the power of two of one unit of ``value`` minus ``scale_exponent(bias_out)``; for a matmul
 accumulator that is ``bias_a + bias_b - bias_out + offset - M``.
 
-How: ``|value|`` is first shifted left by ``shift - shift_min`` into a fixed-point number ``X``
-with ``F = -min(shift_min, 0)`` fractional bits; from its leading one the binade ``exp``
-follows, then one right shift by ``exp + F`` gives the significand with its round and sticky
-bits.
+How: ``|value|`` is first shifted left by ``shift - min(shift_min, 0)`` into a fixed-point
+number ``X`` with ``F = -min(shift_min, 0)`` fractional bits; from its leading one the binade
+``exp`` follows, then one right shift by ``exp + F`` gives the significand with its round and
+sticky bits. No intermediate is wider than ``2X``.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
@@ -102,10 +102,14 @@ class AFRequantCore(wiring.Component):
 
         mag = Signal(self._in_width)
         m.d.comb += mag.eq(Mux(self.value < 0, -self.value, self.value))
-        pre = Signal(range(self._shift_max - base + 1))
-        m.d.comb += pre.eq(self.shift - base)
-        x = Signal(self._in_width + self._shift_max - base)
-        m.d.comb += x.eq(mag << pre)
+        # X = |value| << (shift - base), written as a right shift of |value| << (shift_max - base)
+        # so that no intermediate is wider than X (a variable left shift by an n-bit amount
+        # would be 2^n - 1 bits wider).
+        span = self._shift_max - base
+        unpre = Signal(range(self._shift_max - self._shift_min + 1))
+        m.d.comb += unpre.eq(self._shift_max - self.shift)
+        x = Signal(self._in_width + span)
+        m.d.comb += x.eq(Cat(Const(0, span), mag) >> unpre)
         lead = leading_one(m, x, "lead")
 
         # exp = max(0, floor(log2 V) - M) with floor(log2 V) = lead - F.
@@ -121,8 +125,10 @@ class AFRequantCore(wiring.Component):
         m.d.comb += x2.eq(Cat(Const(0, 1), x))
         shifted = Signal(len(x2))
         m.d.comb += shifted.eq(x2 >> rshift)
+        # Ones below bit rshift, as a thermometer code (smaller after synthesis than a shifted
+        # constant, and no wide intermediate).
         mask = Signal(len(x2))
-        m.d.comb += mask.eq((Const(1, len(x2) + 1) << rshift) - 1)
+        m.d.comb += mask.eq(Cat(rshift > i for i in range(len(x2))))
         sticky = (x2 & mask) != 0
         half, lsb = shifted[0], shifted[1]
         q = Signal(mb + 2)

@@ -25,6 +25,8 @@ __all__ = [
 # Shifts are clamped here: an int64 magnitude below 2^62 shifted right by 62 or more is zero with
 # a remainder below half a unit, which the rule below handles without a wider shift.
 _MAX_SHIFT = 62
+# Magnitudes the rule accepts: below 2^62, so that doubling and the shifts above stay in int64.
+_MAG_LIMIT = 1 << 62
 
 
 def _shift_right_round_half_even(mag, r):
@@ -53,14 +55,21 @@ def _floor_shift(mag, s):
 def round_to_code(sign, mag, shift, fmt: AFFormat = DEFAULT_AF):
     """The AdaptivFloat rounding rule [F2]: exact value ``(-1)^sign * mag * 2^shift`` → code.
 
-    ``mag`` is a non-negative int64 tensor below 2^62 and ``shift`` an int64 tensor (broadcast
-    with ``mag``); the value is in units of ``2^(b + offset - M)`` of the target bias. Rounds to
-    the nearest representable value; on a tie picks the code with the even mantissa (zero counts
-    as even); magnitudes above the largest value saturate to ±max. Zero is always code 0.
+    ``mag`` is a non-negative int64 tensor below 2^62 (checked) and ``shift`` an int64 tensor
+    (broadcast with ``mag``); the value is in units of ``2^(b + offset - M)`` of the target
+    bias. Rounds to the nearest representable value; on a tie picks the code with the even
+    mantissa (zero counts as even); magnitudes above the largest value saturate to ±max. Zero
+    is always code 0.
     Returns the codes as int64.
     """
     m = fmt.man_bits
     mag = mag.to(torch.int64)
+    if mag.numel():
+        lo, hi = int(mag.min()), int(mag.max())
+        if lo < 0 or hi >= _MAG_LIMIT:
+            raise ValueError(
+                f"magnitudes must be in 0..2^62 - 1 (exact int64 arithmetic), found "
+                f"{lo if lo < 0 else hi}")
     shift = torch.as_tensor(shift, dtype=torch.int64).expand_as(mag)
     # floor(log2(mag)) for mag > 0; frexp is exact for integers below 2^53 and monotone above.
     lead = torch.frexp(mag.to(torch.float64))[1].to(torch.int64) - 1
@@ -159,9 +168,25 @@ def decode_parts(codes, fmt: AFFormat = DEFAULT_AF):
     return sign, exp, torch.where(sign == 1, -sig, sig)
 
 
+def _check_dtype_holds(dtype, bias, fmt):
+    """Raise unless ``dtype`` represents every value of ``fmt`` at ``bias`` exactly."""
+    info = torch.finfo(dtype)
+    digits = 1 - math.frexp(info.eps)[1] + 1  # significand bits, the hidden one included
+    if (fmt.sig_bits > digits or fmt.max_value(bias) > info.max
+            or fmt.min_value(bias) < info.smallest_normal):
+        raise ValueError(
+            f"{dtype} cannot hold every value of {fmt} with bias {bias} exactly; use "
+            f"torch.float64")
+
+
 def decode(codes, bias, fmt: AFFormat = DEFAULT_AF, dtype=torch.float32):
-    """AdaptivFloat codes with bias ``bias`` → float tensor (exact in float32 for N ≤ 16)."""
+    """AdaptivFloat codes with bias ``bias`` → float tensor, exactly.
+
+    Raises ``ValueError`` when ``dtype`` cannot hold every value of the format at this bias
+    exactly (float32 holds the default format; float64 holds every format).
+    """
     fmt.check_bias(bias)
+    _check_dtype_holds(dtype, bias, fmt)
     _, exp, sig = decode_parts(codes, fmt)
     return torch.ldexp(sig.to(torch.float64), exp + fmt.scale_exponent(bias)).to(dtype)
 

@@ -55,9 +55,10 @@ class PackedWeights:
     offsets: torch.Tensor
 
     def __post_init__(self):
-        n, blocks = self.n, self.cols // self.n if self.n else 0
-        if not isinstance(n, int) or n < 1:
+        n = self.n
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
             raise ValueError(f"vector width n must be a positive integer, not {n!r}")
+        blocks = self.cols // n
         if self.rows < 1 or self.cols < 1 or self.cols % n:
             raise ValueError(
                 f"shape must be positive with cols a multiple of n={n}, not "
@@ -102,7 +103,7 @@ def pack_bitmask(codes, n, fmt: AFFormat = DEFAULT_AF):
     if codes.dim() != 2:
         raise ValueError(f"weight codes must be a 2-D (K × cols) tensor, not {codes.dim()}-D")
     rows, cols = codes.shape
-    if not isinstance(n, int) or n < 1:
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"vector width n must be a positive integer, not {n!r}")
     if rows < 1 or cols < 1 or cols % n:
         raise ValueError(f"cols must be a positive multiple of n={n}, not {cols} (K={rows})")

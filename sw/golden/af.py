@@ -48,11 +48,17 @@ def accumulate(products, dim=-1, acc_bits=None):
 
 
 def requantize_scaled(value, scale_exp, bias_out, fmt: AFFormat = DEFAULT_AF):
-    """Exact value ``value * 2^scale_exp`` (signed int64 tensor) → codes with bias ``bias_out``."""
+    """Exact value ``value * 2^scale_exp`` (signed int64 tensor) → codes with bias ``bias_out``.
+
+    ``|value|`` must be below 2^62 (checked): every accumulator :func:`hw.layouts.acc_width_for`
+    sizes is.
+    """
     fmt.check_bias(bias_out, "bias_out")
     value = value.to(torch.int64)
     shift = scale_exp - fmt.scale_exponent(bias_out)
-    return round_to_code(value < 0, value.abs(), torch.tensor(shift), fmt).to(
+    # -2^63 has no int64 magnitude: clamp it to -(2^63 - 1), which round_to_code refuses too.
+    mag = value.clamp(min=-((1 << 63) - 1)).abs()
+    return round_to_code(value < 0, mag, torch.tensor(shift), fmt).to(
         torch.uint8 if fmt.n_bits <= 8 else torch.int32)
 
 

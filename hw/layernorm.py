@@ -1,0 +1,258 @@
+"""LayerNorm ([H4]): exact integer sums, epsilon, table + Newton inverse square root, gamma and
+beta each with its own bias, requantized. n elements per cycle per pass; bit-exact to
+:func:`sw.golden.layernorm.layernorm`.
+
+Two passes over a row buffer: (1) load the row (x, gamma, beta) and sum x and x^2 exactly, then
+two cycles for ``D = L*S2 - S1^2 + L^2*eps`` and its inverse square root, (2) read the row back,
+normalise, scale, shift, requantize and stream out.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from hw.af_mul import af_fields
+from hw.af_requant import AFRequantCore
+from hw.checks import checked_construction
+from hw.layouts import DEFAULT_AF, AFFormat
+from hw.registry import register_block
+from hw.sfu_common import check_lanes, check_row
+from hw.sfu_math import LN_Z_FRAC, RSQRT_FRAC, rsqrt
+
+__all__ = ["LayerNorm", "EPS_BITS"]
+
+EPS_BITS = 24
+
+
+def af_integer(m, fmt, code, name):
+    """Exact signed integer ``±sig << exp`` of a code (in units of its tensor's scale)."""
+    sign, exp, sig = af_fields(fmt, code)
+    mag = Signal(fmt.sig_bits + fmt.exp_max, name=f"{name}_mag")
+    m.d.comb += mag.eq(sig << exp)
+    out = Signal(signed(len(mag) + 1), name=name)
+    m.d.comb += out.eq(Mux(sign, -mag, mag))
+    return out
+
+
+class LayerNorm(wiring.Component):
+    """Row-wise LayerNorm of AdaptivFloat activations with AdaptivFloat gamma and beta.
+
+    A row of ``length * n`` elements arrives as ``length`` beats, each carrying the activations
+    and the gamma and beta values of the same columns (read by the caller from their own
+    addresses in the aux buffer); :func:`sw.perf.sfu.layernorm_cycles` gives the cycles per row.
+
+    Parameters
+    ----------
+    fmt : AFFormat
+        Format of activations, gamma, beta and output.
+    n : int
+        Elements per beat.
+    max_len : int
+        Longest row (elements), a multiple of ``n``; sets the row buffer depth.
+
+    Attributes
+    ----------
+    i : stream, in
+        Payload ``{x: n codes, gamma: n codes, beta: n codes}``.
+    o : stream, out
+        Payload ``n`` codes.
+    length : Signal(range(max_len // n + 1)), in
+        Row length in beats, 1 .. max_len // n; held while a row is in flight.
+    bias_in, bias_gamma, bias_beta, bias_out : Signal(fmt.bias_bits), in
+        Bias registers.
+    eps : Signal(EPS_BITS), in
+        Epsilon in units of the squared input unit (:func:`sw.golden.layernorm.eps_units`).
+    busy : Signal(1), out
+        A row is in flight.
+    error : Signal(1), out
+        ``length`` is 0 or above the maximum: the unit accepts no input until it is legal.
+    """
+
+    def __init__(self, *, fmt: AFFormat = DEFAULT_AF, n=16, max_len=1024):
+        with checked_construction(self):
+            if not isinstance(fmt, AFFormat):
+                raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
+            check_lanes(n)
+            max_beats = check_row(n, max_len)
+        self._fmt, self._n = fmt, n
+        self._max_len, self._max_beats = max_len, max_beats
+        lanes = data.ArrayLayout(fmt.n_bits, n)
+        super().__init__({
+            "i": In(stream.Signature(data.StructLayout({"x": lanes, "gamma": lanes,
+                                                        "beta": lanes}))),
+            "o": Out(stream.Signature(lanes)),
+            "length": In(range(max_beats + 1)),
+            "bias_in": In(fmt.bias_bits),
+            "bias_gamma": In(fmt.bias_bits),
+            "bias_beta": In(fmt.bias_bits),
+            "bias_out": In(fmt.bias_bits),
+            "eps": In(EPS_BITS),
+            "busy": Out(1),
+            "error": Out(1),
+        })
+
+    @property
+    def fmt(self):
+        return self._fmt
+
+    @property
+    def n(self):
+        return self._n
+
+    @property
+    def max_len(self):
+        return self._max_len
+
+    def elaborate(self, platform):
+        m = Module()
+        fmt, n, w = self._fmt, self._n, self._fmt.n_bits
+        lbits = (self._max_len - 1).bit_length()
+        mem = Memory(shape=3 * w * n, depth=self._max_beats, init=[])
+        m.submodules.row = mem
+        wr = mem.write_port()
+        rd = mem.read_port()
+
+        count = Signal(range(self._max_beats + 1))
+        xbits = fmt.sig_bits + fmt.exp_max + 1
+        s1 = Signal(signed(xbits + lbits + 1))
+        s2 = Signal(2 * xbits + lbits)
+        length = Signal(range(self._max_len + 1))
+        m.d.comb += length.eq(self.length * n)
+        dval = Signal(signed(len(length) + len(s2) + 2))
+        r1 = Signal(RSQRT_FRAC + 2)
+        j = Signal(range(len(dval)))
+        valid_a = Signal()
+        en = Signal()
+
+        # Pass 1: exact sums of the incoming activations.
+        xs_in = [af_integer(m, fmt, self.i.payload.x[k], f"x_in{k}") for k in range(n)]
+        beat_s1 = sum(xs_in)
+        beat_s2 = sum(x * x for x in xs_in)
+
+        # L^2 (var + eps), at least 1, and its inverse square root.
+        dsum = Signal(signed(len(dval) + len(length) + EPS_BITS))
+        m.d.comb += dsum.eq(length * s2 - s1 * s1 + length * length * self.eps)
+        rs_r1, rs_j = rsqrt(m, "rsqrt", dval[:len(dval) - 1], registered=True)
+
+        # Pass 2, pipelined, advancing when ``en``: A: read issued (valid_a) | B: (L x - S1) r1,
+        # gamma and beta registered | C: z, then gamma z + beta registered | requantize into the
+        # output register.
+        valid_b, valid_c = Signal(), Signal()
+        with m.If(en):
+            m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
+        def lane(k, which):
+            base = (3 * k + which) * w
+            return rd.data[base:base + w]
+
+        zbits = LN_Z_FRAC + (lbits + 1) // 2 + 3
+        bshift = Signal(range(LN_Z_FRAC + 2 * fmt.bias_max + 1))
+        m.d.comb += bshift.eq(self.bias_beta + LN_Z_FRAC - self.bias_gamma)
+        shift = Signal(signed(8))
+        m.d.comb += shift.eq(self.bias_gamma - self.bias_out - LN_Z_FRAC)
+        codes = []
+        for k in range(n):
+            x = af_integer(m, fmt, lane(k, 0), f"x{k}")
+            g = af_integer(m, fmt, lane(k, 1), f"g{k}")
+            b = af_integer(m, fmt, lane(k, 2), f"b{k}")
+            prod = (length * x - s1) * r1
+            p_b = Signal(prod.shape(), name=f"p_b{k}")
+            g_b = Signal(g.shape(), name=f"g_b{k}")
+            b_b = Signal(b.shape(), name=f"b_b{k}")
+            z = Signal(signed(zbits), name=f"z{k}")
+            m.d.comb += z.eq(p_b >> (j + (RSQRT_FRAC - LN_Z_FRAC)))
+            y = Signal(signed(xbits + zbits + 1), name=f"y_c{k}")
+            with m.If(en):
+                m.d.sync += [p_b.eq(prod), g_b.eq(g), b_b.eq(b), y.eq(g_b * z + (b_b << bshift))]
+            rq = AFRequantCore(fmt=fmt, in_width=len(y),
+                               shift_min=-fmt.bias_max - LN_Z_FRAC,
+                               shift_max=fmt.bias_max - LN_Z_FRAC)
+            m.submodules[f"requant{k}"] = rq
+            m.d.comb += [rq.value.eq(y), rq.shift.eq(shift)]
+            codes.append(rq.code)
+
+        m.d.comb += [
+            wr.addr.eq(count),
+            wr.data.eq(Cat(*[Cat(self.i.payload.x[k], self.i.payload.gamma[k],
+                                 self.i.payload.beta[k]) for k in range(n)])),
+            rd.addr.eq(count),
+            rd.en.eq(en),
+        ]
+        last = count == self.length - 1
+
+        m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
+        with m.FSM():
+            with m.State("LOAD"):
+                m.d.comb += [self.i.ready.eq(~self.error), en.eq(1)]
+                with m.If(self.i.valid & ~self.error):
+                    m.d.comb += wr.en.eq(1)
+                    m.d.sync += count.eq(count + 1)
+                    with m.If(count == 0):
+                        m.d.sync += [s1.eq(beat_s1), s2.eq(beat_s2)]
+                    with m.Else():
+                        m.d.sync += [s1.eq(s1 + beat_s1), s2.eq(s2 + beat_s2)]
+                    with m.If(last):
+                        m.d.sync += count.eq(0)
+                        m.next = "VARIANCE"
+            with m.State("VARIANCE"):
+                m.d.comb += [self.busy.eq(1), en.eq(1)]
+                m.d.sync += dval.eq(Mux(dsum < 1, 1, dsum))
+                m.next = "RSQRT"
+            with m.State("RSQRT"):  # the inverse square root's first (registered) half
+                m.d.comb += [self.busy.eq(1), en.eq(1)]
+                m.next = "RSQRT_NEWTON"
+            with m.State("RSQRT_NEWTON"):
+                m.d.comb += [self.busy.eq(1), en.eq(1)]
+                m.d.sync += [r1.eq(rs_r1), j.eq(rs_j)]
+                m.next = "OUT"
+            with m.State("OUT"):
+                m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
+                with m.If(en):
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_c)]
+                    for k in range(n):
+                        m.d.sync += self.o.payload[k].eq(codes[k])
+                    with m.If(count != self.length):
+                        m.d.sync += count.eq(count + 1)
+                    with m.Elif(~valid_a & ~valid_b & ~valid_c):
+                        m.d.sync += count.eq(0)
+                        m.next = "LOAD"
+        return m
+
+
+def _selfcheck(n, max_len, **params):
+    import torch
+
+    from hw.sfu_sim import run_stream
+    from sw.golden.layernorm import layernorm as golden
+
+    fmt = AFFormat(**params)
+    g = torch.Generator().manual_seed(4)
+    rows, total = 3, 0
+    for eps in (0, 5):
+        x = torch.randint(0, fmt.code_max + 1, (rows, max_len), generator=g)
+        x[1] = 0x35  # a constant row: variance 0
+        gamma = torch.randint(0, fmt.code_max + 1, (max_len,), generator=g)
+        beta = torch.randint(0, fmt.code_max + 1, (max_len,), generator=g)
+        want = golden(x, gamma, beta, 5, 4, 2, 6, eps, fmt).reshape(-1, n)
+        gb, bb = gamma.reshape(-1, n).tolist(), beta.reshape(-1, n).tolist()
+        beats = [{"x": list(xb), "gamma": gb[r % len(gb)], "beta": bb[r % len(bb)]}
+                 for r, xb in enumerate(x.reshape(-1, n).tolist())]
+        dut = LayerNorm(fmt=fmt, n=n, max_len=max_len)
+        got = run_stream(dut, beats, len(beats), config={
+            "length": max_len // n, "bias_in": 5, "bias_gamma": 4, "bias_beta": 2,
+            "bias_out": 6, "eps": eps})
+        for r, (gv, wv) in enumerate(zip(got, want.tolist(), strict=True)):
+            if list(gv) != wv:
+                raise AssertionError(f"layernorm beat {r} (eps={eps}): RTL {list(gv)} != "
+                                     f"golden {wv}")
+            total += n
+    return f"{total} outputs in 6 rows (one constant per set) equal the golden layernorm"
+
+
+register_block(
+    "layernorm", "LayerNorm (exact sums, epsilon, inverse square root, gamma, beta)",
+    build=lambda n, max_len, **p: LayerNorm(fmt=AFFormat(**p), n=n, max_len=max_len),
+    selfcheck=_selfcheck,
+    params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "n": 16,
+            "max_len": 1024},
+)

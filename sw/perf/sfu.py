@@ -1,0 +1,49 @@
+"""Cycle model of the special function units ([P1]), checked against the RTL in tests/test_rtl_*.
+
+All figures are for a row of ``beats`` input beats (``n`` elements each) with no stalls. The
+row period is the number of cycles from a row's first accepted input beat to the next row's
+first accepted input beat when input and output never stall; it is also the number of cycles
+from the first input beat to the last output beat, inclusive.
+"""
+
+__all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
+           "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
+
+# Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
+# output pass (beats + 4 pipeline stages + 1 output register).
+SOFTMAX_OVERHEAD = 11
+# LayerNorm: load pass (beats), variance (1) and inverse square root (2), output pass (beats + 3
+# pipeline stages + 1 output register).
+LAYERNORM_OVERHEAD = 7
+# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
+# result register, result transfer.
+ENTROPY_OVERHEAD = 8
+RESIDUAL_LATENCY = 1
+
+
+def _check_beats(beats):
+    if not isinstance(beats, int) or isinstance(beats, bool) or beats < 1:
+        raise ValueError(f"beats must be a positive integer, not {beats!r}")
+    return beats
+
+
+def softmax_cycles(beats):
+    """Row period of :class:`hw.softmax.Softmax`: three passes plus a fixed overhead."""
+    return 3 * _check_beats(beats) + SOFTMAX_OVERHEAD
+
+
+def layernorm_cycles(beats):
+    """Row period of :class:`hw.layernorm.LayerNorm`: load pass, variance and inverse square
+    root, output pass."""
+    return 2 * _check_beats(beats) + LAYERNORM_OVERHEAD
+
+
+def entropy_cycles(beats):
+    """Row period of :class:`hw.entropy.EntropyExit`: load pass, sum pass, one result cycle."""
+    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD
+
+
+def residual_cycles(beats):
+    """Cycles from the first input beat to the last output beat of :class:`hw.residual.ResidualAdd`
+    (a stream with no row structure: one beat per cycle after one cycle of latency)."""
+    return _check_beats(beats) + RESIDUAL_LATENCY

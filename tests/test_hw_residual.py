@@ -1,0 +1,22 @@
+import pytest
+
+from hw.layouts import FixedFormat
+from hw.registry import blocks
+from hw.residual import ResidualAdd
+
+
+def test_selfcheck_matches_golden():
+    block = blocks()["residual_add"]
+    assert "equal the golden" in block.selfcheck(**dict(block.params, n=4))
+
+
+def test_bad_lanes_are_refused():
+    with pytest.raises(ValueError, match="n must be in 1..64, not 0"):
+        ResidualAdd(n=0)
+    with pytest.raises(TypeError, match="n must be an integer, not '4'"):
+        ResidualAdd(n="4")
+
+
+def test_too_narrow_fixed_is_refused():
+    with pytest.raises(ValueError, match="frac_bits must be at least 14"):
+        ResidualAdd(fixed=FixedFormat(width=32, frac_bits=8))
