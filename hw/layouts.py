@@ -10,7 +10,12 @@ from dataclasses import dataclass
 
 from amaranth.lib import data
 
-__all__ = ["AFFormat", "FixedFormat", "DEFAULT_AF", "af_code_layout", "acc_width_for"]
+# Lane products wider than this leave too little room in a 63-bit golden accumulator.
+MAX_PRODUCT_BITS = 48
+
+__all__ = [
+    "MAX_PRODUCT_BITS", "AFFormat", "FixedFormat", "DEFAULT_AF", "af_code_layout", "acc_width_for",
+]
 
 
 def _check_int(name, value, *, lo=None, hi=None):
@@ -57,6 +62,11 @@ class AFFormat:
                 f"has at least one bit, not {self.exp_bits}")
         _check_int("offset", self.offset, lo=-64, hi=64)
         _check_int("bias_bits", self.bias_bits, lo=1, hi=6)
+        if self.product_bits > MAX_PRODUCT_BITS:
+            raise ValueError(
+                f"n_bits={self.n_bits}, exp_bits={self.exp_bits} give {self.product_bits}-bit lane "
+                f"products; at most {MAX_PRODUCT_BITS} are supported (so that accumulators of "
+                f"2^14 products fit 64-bit golden integers): use fewer exponent bits")
 
     @property
     def man_bits(self):
@@ -131,7 +141,7 @@ def acc_width_for(fmt: AFFormat, max_inner_dim: int):
 
 @dataclass(frozen=True)
 class FixedFormat:
-    """Signed two's-complement fixed point: ``width`` bits, ``frac_bits`` of them fractional ([F5])."""
+    """Signed two's-complement fixed point: ``width`` bits, ``frac_bits`` fractional ([F5])."""
 
     width: int = 32
     frac_bits: int = 16

@@ -6,8 +6,8 @@ module of the ``hw`` package first, so adding a block never means editing a cent
 
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 __all__ = ["Block", "register_block", "blocks"]
 

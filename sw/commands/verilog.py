@@ -24,7 +24,8 @@ def register(sub):
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a generator parameter (integer) for every block that has it")
     p.add_argument("--no-check", action="store_true", help="write Verilog only, skip self-checks")
-    p.add_argument("--list", action="store_true", help="list blocks and their parameters, then exit")
+    p.add_argument("--list", action="store_true",
+                   help="list blocks and their parameters, then exit")
     p.set_defaults(func=run)
 
 
@@ -78,14 +79,16 @@ def run(args):
         text = verilog.convert(top, name=name, emit_src=False)
         path = args.out / f"{name}.v"
         path.write_text(text)
-        line = f"{name:18s} {path}  ({len(text.splitlines())} lines, {time.perf_counter() - t0:.1f} s)"
+        took = time.perf_counter() - t0
+        line = f"{name:18s} {path}  ({len(text.splitlines())} lines, {took:.1f} s)"
         entry = {"verilog": str(path), "params": params}
         if block.selfcheck and not args.no_check:
             t0 = time.perf_counter()
             try:
                 summary = block.selfcheck(**params)
                 entry["selfcheck"] = summary
-                line += f"\n{'':18s} self-check passed: {summary} ({time.perf_counter() - t0:.1f} s)"
+                took = time.perf_counter() - t0
+                line += f"\n{'':18s} self-check passed: {summary} ({took:.1f} s)"
             except AssertionError as e:
                 failed.append(name)
                 entry["selfcheck"] = f"FAILED: {e}"

@@ -1,0 +1,1 @@
+"""Benchmarks behind ``edgebert bench``. Each module defines ``register(sub)`` for one target."""

@@ -1,0 +1,1 @@
+"""Performance and energy models ([P]): analytic cycle counts per command, checked against RTL."""
