@@ -113,28 +113,50 @@ class Quant:
         self.fmt = fmt
         self.weights = False
         self.acts = False
+        # Tensor name -> bias; tensors not named here get the weight rule [F3]. An image
+        # fixes every bias so that reloaded weights quantize to exactly their codes.
+        self.fixed = {}
+
+    def q(self, x, name):
+        """``x`` fake-quantized with the bias of tensor ``name`` (when weights are quantized)."""
+        if not self.weights:
+            return x
+        b = self.fixed.get(name)
+        return fake_quantize(x, weight_bias(x, self.fmt) if b is None else b, self.fmt)
+
+    def bias_of(self, x, name):
+        """The bias that tensor ``name`` with values ``x`` is stored with."""
+        b = self.fixed.get(name)
+        return weight_bias(x, self.fmt) if b is None else b
 
 
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` with a pruning mask, an optional fixed scale folded into weight and bias,
     and AdaptivFloat fake quantization of both when quantization is on."""
 
-    def __init__(self, d_in, d_out, quant, *, scale=1.0):
+    def __init__(self, d_in, d_out, quant, name, *, scale=1.0):
         super().__init__(d_in, d_out)
         self.register_buffer("mask", torch.ones(d_out, d_in))
         self.quant = quant
+        self.qname = name
         self.scale = scale
 
     def effective_weight(self):
         w = _MaskSTE.apply(self.weight, self.mask) * self.scale
-        return fake_quantize(w, None, self.quant.fmt) if self.quant.weights else w
+        return self.quant.q(w, f"{self.qname}.weight")
 
     def effective_bias(self):
-        b = self.bias * self.scale
-        return fake_quantize(b, None, self.quant.fmt) if self.quant.weights else b
+        return self.quant.q(self.bias * self.scale, f"{self.qname}.bias")
 
     def forward(self, x):
         return F.linear(x, self.effective_weight(), self.effective_bias())
+
+
+def _sample_abs(x, n=4096):
+    """A deterministic sample of ``|x|`` for calibration: an even stride plus the maximum."""
+    flat = x.detach().abs().flatten()
+    step = max(1, flat.numel() // n)
+    return torch.cat([flat[::step], flat.max().reshape(1)])
 
 
 class _ActQuant(nn.Module):
@@ -149,6 +171,7 @@ class _ActQuant(nn.Module):
                                                       dtype=torch.int64))
         self.register_buffer("emb_bias", torch.full((len(EMB_SITES),), -1, dtype=torch.int64))
         self.observe = False
+        self.collect = None
         self.site_index = {s: i for i, s in enumerate(ACT_SITES)}
         self.emb_index = {s: i for i, s in enumerate(EMB_SITES)}
 
@@ -160,7 +183,11 @@ class _ActQuant(nn.Module):
             i, peak, bias = self.site_index[site], self.layer_max, self.layer_bias
             key = (i, layer)
         if self.observe:
-            peak[key] = torch.maximum(peak[key], x.detach().abs().max())
+            # Exponential moving average of the batch maximum (the first one sets it).
+            m = x.detach().abs().max()
+            peak[key] = torch.where(peak[key] > 0, 0.9 * peak[key] + 0.1 * m, m)
+        if self.collect is not None:
+            self.collect.setdefault((site, layer), []).append(_sample_abs(x))
         if not self.quant.acts:
             return x
         b = int(bias[key])
@@ -184,22 +211,23 @@ class Student(nn.Module):
         self.word = nn.Embedding(c.vocab_size, c.emb_dim)
         self.register_buffer("word_mask", torch.ones(c.vocab_size, c.emb_dim))
         self.pos = nn.Embedding(c.max_len, c.emb_dim)
-        self.type = nn.Embedding(c.type_vocab, c.emb_dim)
+        self.seg = nn.Embedding(c.type_vocab, c.emb_dim)
         self.emb_ln = nn.LayerNorm(c.emb_dim, eps=c.ln_eps)
-        self.emb_proj = MaskedLinear(c.emb_dim, c.hidden, q)
+        self.emb_proj = MaskedLinear(c.emb_dim, c.hidden, q, "emb_proj")
         # The 1/sqrt(d) attention scale lives in the query weights, as exported ([H3]).
-        self.wq = MaskedLinear(c.hidden, c.hidden, q, scale=1.0 / math.sqrt(c.head_dim))
-        self.wk = MaskedLinear(c.hidden, c.hidden, q)
-        self.wv = MaskedLinear(c.hidden, c.hidden, q)
-        self.wo = MaskedLinear(c.hidden, c.hidden, q)
+        self.wq = MaskedLinear(c.hidden, c.hidden, q, "wq", scale=1.0 / math.sqrt(c.head_dim))
+        self.wk = MaskedLinear(c.hidden, c.hidden, q, "wk")
+        self.wv = MaskedLinear(c.hidden, c.hidden, q, "wv")
+        self.wo = MaskedLinear(c.hidden, c.hidden, q, "wo")
         self.ln1 = nn.LayerNorm(c.hidden, eps=c.ln_eps)
-        self.ff1 = MaskedLinear(c.hidden, c.ffn, q)
-        self.ff2 = MaskedLinear(c.ffn, c.hidden, q)
+        self.ff1 = MaskedLinear(c.hidden, c.ffn, q, "ff1")
+        self.ff2 = MaskedLinear(c.ffn, c.hidden, q, "ff2")
         self.ln2 = nn.LayerNorm(c.hidden, eps=c.ln_eps)
         self.span_z = nn.Parameter(torch.full((c.heads,), float(c.max_len)))
-        self.pooler = nn.ModuleList(MaskedLinear(c.hidden, c.hidden, q) for _ in range(c.layers))
-        self.classifier = nn.ModuleList(MaskedLinear(c.hidden, c.n_labels, q)
-                                        for _ in range(c.layers))
+        self.pooler = nn.ModuleList(MaskedLinear(c.hidden, c.hidden, q, f"pooler.{i}")
+                                    for i in range(c.layers))
+        self.classifier = nn.ModuleList(MaskedLinear(c.hidden, c.n_labels, q, f"classifier.{i}")
+                                        for i in range(c.layers))
         self.act_q = _ActQuant(q, c.layers)
         self.drop = nn.Dropout(c.dropout)
         # Tokenizer id -> row of the (possibly pruned) token table.
@@ -233,20 +261,22 @@ class Student(nn.Module):
     def layer_norms(self):
         return {"emb_ln": self.emb_ln, "ln1": self.ln1, "ln2": self.ln2}
 
-    def word_weight(self):
+    def word_rows(self, rows):
+        """Rows of the masked (and quantized) token table; only the gathered rows are
+        quantized, with the bias of the whole table."""
         w = _MaskSTE.apply(self.word.weight, self.word_mask)
-        return fake_quantize(w, None, self.quant.fmt) if self.quant.weights else w
-
-    def _table(self, emb):
-        return fake_quantize(emb.weight, None, self.quant.fmt) if self.quant.weights \
-            else emb.weight
-
-    def _ln(self, ln, x):
+        x = F.embedding(rows, w)
         if self.quant.weights:
-            g = fake_quantize(ln.weight, None, self.quant.fmt)
-            b = fake_quantize(ln.bias, None, self.quant.fmt)
-        else:
-            g, b = ln.weight, ln.bias
+            x = fake_quantize(x, self.quant.bias_of(w, "word"), self.quant.fmt)
+        return x
+
+    def _table(self, name):
+        return self.quant.q(getattr(self, name).weight, name)
+
+    def _ln(self, name, x):
+        ln = getattr(self, name)
+        g = self.quant.q(ln.weight, f"{name}.weight")
+        b = self.quant.q(ln.bias, f"{name}.bias")
         return F.layer_norm(x, ln.normalized_shape, g, b, ln.eps)
 
     def span_mask(self, length=None):
@@ -255,7 +285,9 @@ class Student(nn.Module):
         length = c.max_len if length is None else length
         x = torch.arange(length, dtype=torch.float32, device=self.span_z.device)
         z = self.span_z.clamp(-c.span_ramp, c.max_len).unsqueeze(1)
-        return ((c.span_ramp + z - x) / c.span_ramp).clamp(0, 1)
+        m = ((c.span_ramp + z - x) / c.span_ramp).clamp(0, 1)
+        # The mask is stored as AdaptivFloat codes in the aux buffer: use those values.
+        return self.quant.q(m, "span_mask")
 
     # -- forward ---------------------------------------------------------------------------
     def embed(self, input_ids, token_type_ids=None):
@@ -266,10 +298,10 @@ class Student(nn.Module):
             raise ValueError(f"sequence length must be at most max_len = {c.max_len}, not {t}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        x = F.embedding(rows, self.word_weight()) + self._table(self.pos)[:t] \
-            + F.embedding(token_type_ids, self._table(self.type))
+        x = self.word_rows(rows) + self._table("pos")[:t] \
+            + F.embedding(token_type_ids, self._table("seg"))
         x = a(x, "emb_sum")
-        x = a(self._ln(self.emb_ln, x), "emb_ln")
+        x = a(self._ln("emb_ln", x), "emb_ln")
         return a(self.emb_proj(self.drop(x)), "emb_proj")
 
     def layer(self, x, key_mask, i, want_probs=False):
@@ -293,13 +325,13 @@ class Student(nn.Module):
         ctx = a(ctx, "ctx", i)
         h = a(self.wo(ctx), "attn_out", i)
         x = a(x + self.drop(h), "res1", i)
-        x = a(self._ln(self.ln1, x), "ln1", i)
+        x = a(self._ln("ln1", x), "ln1", i)
         f = self.ff1(x)
         f = F.relu(f) if c.act == "relu" else F.gelu(f)
         f = a(f, "ffn1", i)
         f = a(self.ff2(self.drop(f)), "ffn2", i)
         x = a(x + self.drop(f), "res2", i)
-        x = a(self._ln(self.ln2, x), "ln2", i)
+        x = a(self._ln("ln2", x), "ln2", i)
         return (x, p) if want_probs else (x, None)
 
     def ramp(self, x, i):

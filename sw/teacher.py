@@ -103,13 +103,16 @@ def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
 
 def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, batch_size=32,
               lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100, freeze_word_embeddings=True,
-              log=print):
+              logits_limit=None, stop_at=None, log=print):
     """Fine-tune the teacher, checkpointing to ``out_dir`` and resuming from it.
 
+    ``stop_at`` ends training after that many steps (of the schedule for ``epochs``): a way to
+    cut a run short from its last checkpoint when time runs out.
     ``freeze_word_embeddings`` keeps the 30k x 384 token table fixed: it saves a third of the
     optimizer work on a CPU and barely changes accuracy on a single task.
     Writes ``teacher.safetensors`` (final weights), ``teacher.json`` (dev accuracy, settings)
-    and ``train_logits.safetensors`` (logits on ``train``, in its order) for distillation.
+    and ``train_logits.safetensors`` (logits on ``train``, in its order, or on its first
+    ``logits_limit`` examples) for distillation.
     """
     from tqdm import tqdm
 
@@ -149,7 +152,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     t0 = time.time()
     bar = tqdm(total=n_steps, initial=step, desc="teacher", mininterval=10)
     loss_avg = None
-    while step < n_steps:
+    end = n_steps if stop_at is None else min(stop_at, n_steps)
+    while step < end:
         idx = perm[step * batch_size:(step + 1) * batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
                                  batch.token_type_ids[idx])
@@ -164,7 +168,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         if step % 50 == 0:
             log(f"step {step}/{n_steps} loss {loss_avg:.4f} {time.time() - t0:.0f}s")
-        if step % ckpt_every == 0 or step == n_steps:
+        if step % ckpt_every == 0 or step == end:
             save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
                       ckpt)
             torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
@@ -177,15 +181,19 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     log(f"teacher dev accuracy {acc:.4f}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               out_dir / "teacher.safetensors")
-    meta = {"dev_accuracy": acc, "n_dev": len(dev), "n_train": len(train), "steps": n_steps,
-            "epochs": epochs, "batch_size": batch_size, "lr": lr, "max_len": max_len,
+    meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev), "n_train": len(train), "steps": n_steps,
+            "epochs": epochs, "steps_run": step, "batch_size": batch_size, "lr": lr, "max_len": max_len,
             "seed": seed, "model_dir": str(tok.model_dir), "train_s": time.time() - t0}
     (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
-    bar = tqdm(total=len(train), desc="teacher logits", mininterval=10)
-    logits = predict_logits(model, batch, progress=bar)
+    n = len(train) if logits_limit is None else min(logits_limit, len(train))
+    bar = tqdm(total=n, desc="teacher logits", mininterval=10)
+    from sw.tokenizer import Batch
+
+    head = Batch(batch.input_ids[:n], batch.attention_mask[:n], batch.token_type_ids[:n], 0)
+    logits = predict_logits(model, head, progress=bar)
     bar.close()
-    save_file({"logits": logits, "labels": labels}, out_dir / "train_logits.safetensors")
-    log(f"cached logits for {len(train)} training examples")
+    save_file({"logits": logits, "labels": labels[:n]}, out_dir / "train_logits.safetensors")
+    log(f"cached logits for the first {n} training examples")
     return meta
 
 
@@ -198,13 +206,15 @@ def load_teacher(out_dir, model_dir=None):
 
 
 def cached_logits(out_dir, n_expected):
-    """Cached teacher logits on the training set; refuses a cache for other data."""
+    """Cached teacher logits on the first ``n_expected`` training examples (the cache may
+    cover more); refuses a cache that covers fewer."""
     path = Path(out_dir) / "train_logits.safetensors"
     if not path.is_file():
         raise FileNotFoundError(f"no cached teacher logits at {str(path)!r}: run the teacher "
                                 f"fine-tuning first")
     d = load_file(path)
-    if d["logits"].shape[0] != n_expected:
-        raise ValueError(f"cached teacher logits are for {d['logits'].shape[0]} examples, "
-                         f"not the {n_expected} of this training set")
-    return d["logits"], d["labels"]
+    if d["logits"].shape[0] < n_expected:
+        raise ValueError(f"cached teacher logits cover {d['logits'].shape[0]} examples, "
+                         f"fewer than the {n_expected} of this training set: use "
+                         f"train.train_limit or cache more")
+    return d["logits"][:n_expected], d["labels"][:n_expected]

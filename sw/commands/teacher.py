@@ -23,6 +23,10 @@ def register(sub):
                    help="BERT-family checkpoint directory (default: all-MiniLM-L6-v2)")
     p.add_argument("--train-limit", type=int, default=None,
                    help="use only the first N training examples")
+    p.add_argument("--logits-limit", type=int, default=None,
+                   help="cache teacher logits for the first N training examples only")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="end training after this many steps (resuming from the checkpoint)")
     p.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
     p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
@@ -50,6 +54,6 @@ def run(args):
 
     meta = fine_tune(train, dev, args.out, model_dir=args.model_dir, max_len=args.max_len,
                      epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                     log=log)
+                     logits_limit=args.logits_limit, stop_at=args.stop_at, log=log)
     print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
           f"outputs in {args.out}")
