@@ -180,7 +180,7 @@ def image_bytes(img: WeightImage) -> bytes:
     for s in SECTIONS:
         length = layout[s][1]
         sections += [pos, length]
-        for name, t in img.tensors.items():
+        for t in img.tensors.values():
             if t.section == s:
                 raw = t.array.astype(t.array.dtype.newbyteorder("<"), copy=False).tobytes()
                 body += raw + bytes(_pad(len(raw)))

@@ -25,7 +25,8 @@ from torch.nn import functional as F
 from hw.layouts import DEFAULT_AF, AFFormat
 from sw.adaptivfloat import fake_quantize, weight_bias
 
-__all__ = ["StudentConfig", "Student", "ACT_SITES", "EMB_SITES", "entropy", "early_exit", "MaskedLinear"]
+__all__ = ["StudentConfig", "Student", "ACT_SITES", "EMB_SITES", "entropy", "early_exit",
+           "MaskedLinear"]
 
 # Activation sites that the accelerator requantizes, inside each layer (one bias per layer)...
 ACT_SITES = ("q", "k", "v", "scores", "probs", "ctx", "attn_out", "res1", "ln1", "ffn1",

@@ -18,7 +18,8 @@ from torch import nn
 
 from sw.tokenizer import WordPiece, default_model_dir
 
-__all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "load_teacher", "cached_logits"]
+__all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "load_teacher",
+           "cached_logits"]
 
 
 class Teacher(nn.Module):
@@ -102,8 +103,8 @@ def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
 
 
 def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, batch_size=32,
-              lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100, freeze_word_embeddings=True,
-              logits_limit=None, stop_at=None, log=print):
+              lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100,
+              freeze_word_embeddings=True, logits_limit=None, stop_at=None, log=print):
     """Fine-tune the teacher, checkpointing to ``out_dir`` and resuming from it.
 
     ``stop_at`` ends training after that many steps (of the schedule for ``epochs``): a way to
@@ -181,9 +182,10 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     log(f"teacher dev accuracy {acc:.4f}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               out_dir / "teacher.safetensors")
-    meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev), "n_train": len(train), "steps": n_steps,
-            "epochs": epochs, "steps_run": step, "batch_size": batch_size, "lr": lr, "max_len": max_len,
-            "seed": seed, "model_dir": str(tok.model_dir), "train_s": time.time() - t0}
+    meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev),
+            "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
+            "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
+            "model_dir": str(tok.model_dir), "train_s": time.time() - t0}
     (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
     n = len(train) if logits_limit is None else min(logits_limit, len(train))
     bar = tqdm(total=n, desc="teacher logits", mininterval=10)

@@ -113,7 +113,8 @@ def test_bad_images_are_refused(trained):
     v2[HEADER_BYTES - 4:HEADER_BYTES] = struct.pack("<I", zlib.crc32(bytes(v2[:HEADER_BYTES - 4])))
     with pytest.raises(ImageError, match="format version 2; this reader reads version 1"):
         parse_image(bytes(v2))
-    with pytest.raises(ImageError, match=r"built for other hardware \(n=16, .*this hardware has n=8"):
+    with pytest.raises(ImageError,
+                       match=r"built for other hardware \(n=16, .*this hardware has n=8"):
         parse_image(data, hw=HwParams(n=8))
     with pytest.raises(ImageError, match="other hardware"):
         parse_image(data, hw=HwParams(fmt=AFFormat(offset=-9)))

@@ -15,7 +15,8 @@ writes one $readmemh file per memory and a memory map.
 def register(sub):
     p = sub.add_parser("export", help="write the weight image of a trained student",
                        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("student", type=Path, nargs="?", default=Path("runs/student/student.safetensors"),
+    p.add_argument("student", type=Path, nargs="?",
+                   default=Path("runs/student/student.safetensors"),
                    help="trained student (default: runs/student/student.safetensors)")
     p.add_argument("-o", "--out", type=Path, default=Path("runs/student/model.ebimg"),
                    help="image file (default: runs/student/model.ebimg)")
