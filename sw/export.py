@@ -122,7 +122,7 @@ def build_image(model: Student, metrics: dict, *, hw: HwParams | None = None):
     q.weights = q_w
     codes, b = codes_of(span, "span_mask")
     img.add("span_mask", "aux", "af", codes.numpy(), b)
-    img.add("span_z", "aux", "raw", model.span_z.numpy().astype(np.float32))
+    img.add("span_frac", "aux", "raw", model.span_frac.numpy().astype(np.float32))
     img.add("spans", "aux", "raw", model.spans().numpy().astype(np.uint16))
     img.add("act_bias", "aux", "raw", model.act_q.layer_bias.numpy().astype(np.uint8))
     img.add("emb_act_bias", "aux", "raw", model.act_q.emb_bias.numpy().astype(np.uint8))
@@ -194,7 +194,7 @@ def model_from_image(img: WeightImage) -> Student:
         for part in ("weight", "bias"):
             t = img[f"{name}.{part}"]
             getattr(ln, part).copy_(decode(torch.from_numpy(t.array.copy()), t.bias, fmt))
-    model.span_z.copy_(torch.from_numpy(img["span_z"].array.copy()))
+    model.span_frac.copy_(torch.from_numpy(img["span_frac"].array.copy()))
     model.act_q.layer_bias.copy_(torch.from_numpy(img["act_bias"].array.astype(np.int64)))
     model.act_q.emb_bias.copy_(torch.from_numpy(img["emb_act_bias"].array.astype(np.int64)))
     ids = torch.from_numpy(img["vocab.ids"].array.astype(np.int64))

@@ -224,7 +224,9 @@ class Student(nn.Module):
         self.ff1 = MaskedLinear(c.hidden, c.ffn, q, "ff1")
         self.ff2 = MaskedLinear(c.ffn, c.hidden, q, "ff2")
         self.ln2 = nn.LayerNorm(c.hidden, eps=c.ln_eps)
-        self.span_z = nn.Parameter(torch.full((c.heads,), float(c.max_len)))
+        # Span per head as a fraction of max_len (z = frac * max_len), so that the optimizer's
+        # step size means the same for spans as for weights (Sukhbaatar et al. 2019).
+        self.span_frac = nn.Parameter(torch.ones(c.heads))
         self.pooler = nn.ModuleList(MaskedLinear(c.hidden, c.hidden, q, f"pooler.{i}")
                                     for i in range(c.layers))
         self.classifier = nn.ModuleList(MaskedLinear(c.hidden, c.n_labels, q, f"classifier.{i}")
@@ -280,12 +282,17 @@ class Student(nn.Module):
         b = self.quant.q(ln.bias, f"{name}.bias")
         return F.layer_norm(x, ln.normalized_shape, g, b, ln.eps)
 
+    def span_z(self):
+        """Learned span z per head in tokens, within [-R, max_len] (-R: head off)."""
+        c = self.config
+        return (self.span_frac * c.max_len).clamp(-c.span_ramp, c.max_len)
+
     def span_mask(self, length=None):
         """``(heads, length)`` soft span mask m_z(x) = clamp((R + z - x) / R, 0, 1)."""
         c = self.config
         length = c.max_len if length is None else length
-        x = torch.arange(length, dtype=torch.float32, device=self.span_z.device)
-        z = self.span_z.clamp(-c.span_ramp, c.max_len).unsqueeze(1)
+        x = torch.arange(length, dtype=torch.float32, device=self.span_frac.device)
+        z = self.span_z().unsqueeze(1)
         m = ((c.span_ramp + z - x) / c.span_ramp).clamp(0, 1)
         # The mask is stored as AdaptivFloat codes in the aux buffer: use those values.
         return self.quant.q(m, "span_mask")
@@ -368,8 +375,7 @@ class Student(nn.Module):
     def span_loss(self):
         """Mean attended span over heads, as a fraction of ``max_len`` (the span penalty)."""
         c = self.config
-        return (self.span_z.clamp(-c.span_ramp, c.max_len) + c.span_ramp).clamp(min=0).mean() \
-            / c.max_len
+        return (self.span_z() + c.span_ramp).clamp(min=0).mean() / c.max_len
 
     def spans(self):
         """Integer span per head: keys with a non-zero mask (0 means the head is skipped)."""

@@ -42,7 +42,7 @@ def trained():
     vmap[:50] = torch.arange(50)
     m.vocab_map.copy_(vmap)
     with torch.no_grad():
-        m.span_z.copy_(torch.tensor([3.0, 6.5]))
+        m.span_frac.copy_(torch.tensor([3.0, 6.5]) / 8)
     p = Pruner(m, PruneConfig(block=16, encoder=0.5, embedding=0.6), 10)
     p.update(10, force=True)
     p.bake()

@@ -40,7 +40,7 @@ def test_padding_does_not_change_real_tokens():
 def test_span_mask_formula():
     m = tiny()
     with torch.no_grad():
-        m.span_z.copy_(torch.tensor([2.0, -4.0]))
+        m.span_frac.copy_(torch.tensor([2.0, -4.0]) / 8)
     mask = m.span_mask()
     r = 4
     expect = [[min(max((r + 2 - x) / r, 0), 1) for x in range(8)], [0.0] * 8]
