@@ -97,6 +97,8 @@ class Pruner:
         self.config = config
         self.n_steps = n_steps
         self.scores = {}
+        # Set once the final sparsity is applied; the masks are fixed from then on.
+        self.final = torch.zeros((), dtype=torch.bool)
         if config.method == "movement":
             self.scores = {name: torch.zeros_like(m.weight)
                            for name, m in model.prunable().items()}
@@ -117,10 +119,13 @@ class Pruner:
 
     @torch.no_grad()
     def update(self, step, *, force=False):
-        """Recompute the masks when the schedule says so; returns True if it did."""
+        """Recompute the masks every ``every`` steps until the final sparsity is reached (at
+        the first step at or after ``end``); returns True if it did."""
         c = self.config
-        if not force and (step % c.every or step > c.end * self.n_steps + c.every):
+        at_end = step >= c.end * self.n_steps
+        if not force and (bool(self.final) or (step % c.every and not at_end)):
             return False
+        self.final.fill_(at_end)
         enc, emb = self.targets(step)
         for name, m in self.model.prunable().items():
             s = self.scores[name] if c.method == "movement" else m.weight.abs()
@@ -137,8 +142,9 @@ class Pruner:
         self.model.word.weight.mul_(self.model.word_mask)
 
     def state(self):
-        return {f"scores.{k}": v for k, v in self.scores.items()}
+        return {"final": self.final, **{f"scores.{k}": v for k, v in self.scores.items()}}
 
     def load_state(self, state):
+        self.final.copy_(state["final"])
         for k in self.scores:
             self.scores[k].copy_(state[f"scores.{k}"])

@@ -512,7 +512,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             if step % r.ckpt_every == 0 and step < n1:
                 save(1, step)
         bar.close()
-        pruner.update(n1, force=True)
+        # The masks are those of the schedule's last update (the final sparsity, kept through
+        # the quantization-aware steps after it); baking zeroes what they remove.
         pruner.bake()
         stage, step = 2, 0
         opt = make_opt(ramps, 2)

@@ -43,10 +43,13 @@ def test_pruner_reaches_targets_and_bakes():
                               hidden=32, heads=2, ffn=64, layers=2, max_len=8, span_ramp=4))
     p = Pruner(m, PruneConfig(method="movement", encoder=0.5, embedding=0.75), n_steps=100)
     assert p.update(0) and m.sparsity()["encoder"] == 0.0
+    assert not p.update(13)  # between updates
     for x in m.prunable().values():
         x.weight.grad = torch.randn_like(x.weight)
     p.accumulate()
-    p.update(100, force=True)
+    # end = 0.6 of 100 steps: step 61 is the first at or after it, not a multiple of 25.
+    assert p.update(61)
+    assert not p.update(75)  # masks are fixed once the final sparsity is reached
     p.bake()
     sp = m.sparsity()
     assert sp["encoder"] == 0.5 and sp["word"] == 0.75

@@ -4,7 +4,8 @@ import random
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
 
 from sw.cli import main
 from sw.train import choose_threshold, dvfs_table, exit_predictor, load_config
@@ -72,13 +73,20 @@ def test_smoke_train_export_reload_evaluate(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_same_seed_same_student(tmp_path):
+def test_distillation_run_is_deterministic(tmp_path):
     data = make_task(tmp_path / "task", n_train=160, n_dev=20)
+    labels = torch.tensor([int(r.split("\t")[1]) for r in
+                           (data / "train.tsv").read_text().splitlines()[1:]])
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    save_file({"logits": F.one_hot(labels, 2).float() * 4 - 2, "labels": labels},
+              teacher / "train_logits.safetensors")
     micro = [*TINY, "student.layers=2", "train.epochs=1", "train.holdout=32",
              "train.ramp_epochs=0.5", "train.calib_examples=16"]
     for name in ("a", "b"):
-        assert main(["train", "--data", str(data), "--teacher", "none", "-q", "--threads", "1",
-                     "-o", str(tmp_path / name), *sets(micro)]) == 0
+        assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q",
+                     "--threads", "1", "-o", str(tmp_path / name), *sets(micro)]) == 0
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["kd"] is True
     a = load_file(tmp_path / "a" / "student.safetensors")
     b = load_file(tmp_path / "b" / "student.safetensors")
     assert a.keys() == b.keys()

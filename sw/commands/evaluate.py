@@ -23,11 +23,14 @@ def register(sub):
 
 def evaluate_image(img, dev_examples):
     """Dev metrics of an image: accuracy (all layers, early exit) and average layers."""
-    from sw.export import model_from_image
+    from sw.export import model_from_image, vocab_digest
     from sw.student import early_exit
     from sw.tokenizer import WordPiece
     from sw.train import _encode, evaluate_logits
 
+    if img.meta.get("vocab_sha256") != vocab_digest():
+        raise ValueError("the image's token ids refer to another vocabulary than the installed "
+                         "all-MiniLM-L6-v2 one (vocab_sha256 differs)")
     model = model_from_image(img)
     tok = WordPiece(max_len=model.config.max_len)
     batch, labels = _encode(tok, dev_examples)
