@@ -1,6 +1,7 @@
 """``edgebert export``: write the weight image of a trained student (and $readmemh files)."""
 
 import argparse
+import json
 from pathlib import Path
 
 HELP = """\
@@ -26,6 +27,8 @@ def register(sub):
                    help="also write $readmemh files to DIR")
     p.add_argument("--word-bytes", type=int, default=16,
                    help="bytes per $readmemh line (default: 16)")
+    p.add_argument("--summary", type=Path, default=None, metavar="JSON",
+                   help="also write the image's size and the run's recorded metrics as JSON")
     p.set_defaults(func=run)
 
 
@@ -43,6 +46,17 @@ def run(args):
         raise ValueError(f"{args.out} does not read back to the same bytes")
     parts = ", ".join(f"{k} {v} B" for k, v in img.section_bytes().items())
     print(f"wrote {args.out}: {size} bytes ({parts})")
+    if args.summary is not None:
+        dev = {k: v for k, v in metrics["dev"].items() if k != "sweep"}
+        summary = {"image_bytes": size, "sections": img.section_bytes(), "dev": dev,
+                   "holdout": {k: v for k, v in metrics["holdout"].items() if k != "sweep"},
+                   "threshold": metrics["threshold"], "sparsity": metrics["sparsity"],
+                   "spans": metrics["spans"], "calibration": metrics["calibration"],
+                   "train_s": metrics["train_s"], "n_train": metrics["n_train"],
+                   "kd": metrics["kd"], "vocab_kept": metrics["vocab_kept"],
+                   "config": metrics["config"]}
+        args.summary.write_text(json.dumps(summary, indent=2) + "\n")
+        print(f"wrote {args.summary}")
     if args.hex is not None:
         export_hex(img, args.hex, word_bytes=args.word_bytes)
         print(f"wrote $readmemh files and memory_map.json to {args.hex}")
