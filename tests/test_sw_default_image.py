@@ -1,0 +1,43 @@
+"""The committed default image loads and reproduces the dev accuracy recorded in it."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from sw.data import ENV_VAR, load_split
+from sw.image import HwParams, image_bytes, read_image
+
+ROOT = Path(__file__).resolve().parents[1]
+IMAGE = ROOT / "sw" / "assets" / "sst2_default.ebimg"
+METRICS = ROOT / "sw" / "assets" / "sst2_default.json"
+
+
+def sst2_dir():
+    for d in (os.environ.get(ENV_VAR), ROOT / ".." / "shared" / "data" / "sst2"):
+        if d and (Path(d) / "dev.tsv").is_file():
+            return Path(d)
+    pytest.skip(f"SST-2 not found: set {ENV_VAR} to the GLUE SST-2 directory")
+
+
+def test_default_image_reads_back_identically():
+    img = read_image(IMAGE, hw=HwParams())
+    assert image_bytes(img) == IMAGE.read_bytes()
+    assert IMAGE.stat().st_size <= 2 * 1024 * 1024  # EdgeBERT's eNVM budget
+    recorded = json.loads(METRICS.read_text())
+    assert recorded["image_bytes"] == IMAGE.stat().st_size
+    assert img.meta["metrics"]["dev_accuracy_all_layers"] == recorded["dev"]["accuracy_all_layers"]
+
+
+@pytest.mark.slow
+def test_default_image_reproduces_recorded_dev_accuracy():
+    from sw.commands.evaluate import evaluate_image
+
+    img = read_image(IMAGE)
+    res = evaluate_image(img, load_split(sst2_dir(), "dev"))
+    m = img.meta["metrics"]
+    assert res["n"] == m["n_dev"] == 872
+    assert res["accuracy_all_layers"] == m["dev_accuracy_all_layers"]
+    assert res["accuracy_early_exit"] == m["dev_accuracy_early_exit"]
+    assert res["avg_layers"] == m["dev_avg_layers"]

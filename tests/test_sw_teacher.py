@@ -1,0 +1,72 @@
+import json
+import random
+
+import pytest
+import torch
+
+from sw.data import Example
+from sw.teacher import Teacher, bucketed_order, cached_logits, fine_tune, load_teacher
+
+WORDS = ["good", "bad", "film", "the", "is", "very"]
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory):
+    """A tiny BERT checkpoint directory (random weights) in the Hugging Face layout."""
+    from transformers import BertConfig, BertModel
+
+    d = tmp_path_factory.mktemp("bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    cfg = BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1,
+                     num_attention_heads=2, intermediate_size=32, max_position_embeddings=32)
+    torch.manual_seed(0)
+    BertModel(cfg, add_pooling_layer=False).save_pretrained(d)
+    return d
+
+
+def examples(n, seed):
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        y = rng.randint(0, 1)
+        out.append(Example(f"the film is {'good' if y else 'bad'}", y))
+    return out
+
+
+@pytest.mark.slow
+def test_fine_tune_caches_logits_and_resumes(tiny_bert, tmp_path):
+    train, dev = examples(64, 0), examples(16, 1)
+    meta = fine_tune(train, dev, tmp_path, model_dir=tiny_bert, max_len=8, epochs=6,
+                     batch_size=8, lr=3e-3, ckpt_every=10, log=lambda m: None,
+                     logits_limit=40)
+    assert meta["dev_accuracy"] == 1.0  # label is one word: learnable in 48 steps
+    assert json.loads((tmp_path / "teacher.json").read_text())["steps"] == 48
+    logits, labels = cached_logits(tmp_path, 40)
+    assert logits.shape == (40, 2)
+    assert labels.tolist() == [e.label for e in train[:40]]
+    assert (logits.argmax(1) == labels).float().mean() == 1.0
+    with pytest.raises(ValueError, match="cover 40 examples, fewer than the 64"):
+        cached_logits(tmp_path, 64)
+    model = load_teacher(tmp_path, tiny_bert)
+    assert isinstance(model, Teacher)
+
+
+def test_missing_checkpoint_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        Teacher(tmp_path)
+    with pytest.raises(FileNotFoundError, match="run the teacher fine-tuning first"):
+        cached_logits(tmp_path, 3)
+
+
+def test_bucketed_order_is_a_permutation_of_similar_lengths():
+    lengths = torch.tensor([5, 1, 9, 3, 7, 2, 8, 4] * 4)
+    order = bucketed_order(lengths, 4, 2, seed=0, bucket=2)
+    assert sorted(order[:32].tolist()) == list(range(32))
+    assert sorted(order[32:].tolist()) == list(range(32))
+    assert torch.equal(order, bucketed_order(lengths, 4, 2, seed=0, bucket=2))
+    # With one bucket per epoch, every batch holds 4 examples of one length (each length
+    # occurs exactly 4 times).
+    batches = lengths[bucketed_order(lengths, 4, 1, seed=1, bucket=8)].view(-1, 4)
+    assert torch.equal(batches.max(1).values, batches.min(1).values)
+    assert sorted(batches[:, 0].tolist()) == sorted(set(lengths.tolist()))

@@ -1,0 +1,128 @@
+import json
+import math
+import random
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from sw.cli import main
+from sw.train import choose_threshold, dvfs_table, exit_predictor, load_config
+
+POS = ["good", "great", "fine", "lovely", "superb", "charming", "moving", "smart"]
+NEG = ["bad", "awful", "dull", "boring", "poor", "weak", "tedious", "stupid"]
+FILL = "the a film movie story plot acting is was very quite this that".split()
+
+
+def make_task(path, n_train=320, n_dev=80, seed=0):
+    """A small sentiment task: one polar word among neutral ones decides the label."""
+    rng = random.Random(seed)
+
+    def rows(n):
+        out = ["sentence\tlabel"]
+        for _ in range(n):
+            y = rng.randint(0, 1)
+            words = rng.sample(FILL, 5)
+            words.insert(rng.randint(0, 5), rng.choice(POS if y else NEG))
+            out.append(" ".join(words) + f"\t{y}")
+        return "\n".join(out) + "\n"
+
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "train.tsv").write_text(rows(n_train))
+    (path / "dev.tsv").write_text(rows(n_dev))
+    return path
+
+
+TINY = ["student.emb_dim=32", "student.hidden=32", "student.heads=2", "student.ffn=64",
+        "student.layers=3", "student.max_len=16", "student.span_ramp=4", "train.epochs=4",
+        "train.holdout=64", "train.batch_size=16", "train.lr=3e-3", "train.ramp_epochs=0.5",
+        "train.calib_examples=64", "train.train_limit=0", "train.qat_acts_from=0.9"]
+
+
+def sets(items):
+    return [a for item in items for a in ("--set", item)]
+
+
+@pytest.mark.slow
+def test_smoke_train_export_reload_evaluate(tmp_path, capsys):
+    data = make_task(tmp_path / "task")
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--teacher", "none", "-o", str(run), "-q",
+                 "--threads", "1", *sets(TINY)]) == 0
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["sparsity"]["encoder"] >= 0.5 and metrics["sparsity"]["word"] >= 0.6
+    assert metrics["dev"]["accuracy_all_layers"] >= 0.9  # the task is easy: it must be learnt
+    image = tmp_path / "m.ebimg"
+    assert main(["export", str(run / "student.safetensors"), "-o", str(image),
+                 "--hex", str(tmp_path / "hex")]) == 0
+    assert (tmp_path / "hex" / "reram.hex").is_file()
+    capsys.readouterr()
+    result = tmp_path / "eval.json"
+    assert main(["evaluate", str(image), "--data", str(data), "--json", str(result)]) == 0
+    res = json.loads(result.read_text())
+    # The image reproduces the accuracy that training recorded for the quantized model.
+    assert res["accuracy_all_layers"] == metrics["dev"]["accuracy_all_layers"]
+    assert res["accuracy_early_exit"] == metrics["dev"]["accuracy_early_exit"]
+    assert res["avg_layers"] == metrics["dev"]["avg_layers"]
+    assert main(["report", "--metrics", str(run / "metrics.json"), "--image", str(image),
+                 "-o", str(tmp_path / "report")]) == 0
+    rep = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert rep["memory"]["image_bytes"] == image.stat().st_size
+    assert (tmp_path / "report" / "accuracy_vs_exit_layer.png").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_distillation_run_is_deterministic(tmp_path):
+    data = make_task(tmp_path / "task", n_train=160, n_dev=20)
+    labels = torch.tensor([int(r.split("\t")[1]) for r in
+                           (data / "train.tsv").read_text().splitlines()[1:]])
+    teacher = tmp_path / "teacher"
+    teacher.mkdir()
+    save_file({"logits": F.one_hot(labels, 2).float() * 4 - 2, "labels": labels},
+              teacher / "train_logits.safetensors")
+    micro = [*TINY, "student.layers=2", "train.epochs=1", "train.holdout=32",
+             "train.ramp_epochs=0.5", "train.calib_examples=16"]
+    for name in ("a", "b"):
+        assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q",
+                     "--threads", "1", "-o", str(tmp_path / name), *sets(micro)]) == 0
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["kd"] is True
+    a = load_file(tmp_path / "a" / "student.safetensors")
+    b = load_file(tmp_path / "b" / "student.safetensors")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_config_file_and_overrides(tmp_path):
+    p = tmp_path / "c.toml"
+    p.write_text('[student]\nhidden = 64\nheads = 2\n[prune]\nmethod = "movement"\n')
+    cfg = load_config(p, ["train.lr=0.5", "prune.block=1", "student.act=gelu"])
+    assert (cfg.student.hidden, cfg.student.heads, cfg.student.act) == (64, 2, "gelu")
+    assert (cfg.prune.method, cfg.prune.block, cfg.train.lr) == ("movement", 1, 0.5)
+    with pytest.raises(ValueError, match="override must look like section.key=value"):
+        load_config(None, ["lr=3"])
+    with pytest.raises(ValueError, match=r"unknown keys in \[train\]: \['lrr'\]"):
+        load_config(None, ["train.lrr=3"])
+    with pytest.raises(ValueError, match="calib_method must be one of"):
+        load_config(None, ["train.calib_method=median"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_config(tmp_path / "none.toml")
+
+
+def test_threshold_choice_predictor_and_dvfs():
+    rows = [{"threshold": 0.0, "accuracy": 0.90, "avg_layers": 6.0},
+            {"threshold": 0.1, "accuracy": 0.895, "avg_layers": 4.0},
+            {"threshold": 0.2, "accuracy": 0.885, "avg_layers": 3.0},
+            {"threshold": 0.3, "accuracy": 0.80, "avg_layers": 1.5}]
+    assert choose_threshold(rows, 0.90, 1.0)["threshold"] == 0.1
+    assert choose_threshold(rows, 0.90, 2.0)["threshold"] == 0.2
+    # Two examples: confident at layer 1 (exits there), unsure until layer 3.
+    logits = torch.tensor([[[6.0, -6.0], [0.0, 0.0]],
+                           [[6.0, -6.0], [0.1, 0.0]],
+                           [[6.0, -6.0], [8.0, -8.0]]])
+    edges, table, stats = exit_predictor(logits, 0.1, 4)
+    assert edges[-1].item() == pytest.approx(math.log(2))
+    assert table.tolist() == [1, 1, 1, 3]
+    assert stats["mae_layers"] == 0.0
+    assert dvfs_table(torch.tensor([1, 2, 3]), 3, [250, 500, 750, 1000], [5, 6, 7, 8]) == \
+        [(1, 1), (2, 2), (3, 3)]
