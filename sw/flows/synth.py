@@ -30,6 +30,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +42,7 @@ from hw.harness import SynthHarness
 
 __all__ = ["BOARDS", "Board", "FlowError", "synthesize", "make_platform", "format_table",
            "format_markdown",
-           "parse_nextpnr_log", "TOOL_ENV"]
+           "parse_nextpnr_log", "TOOL_ENV", "tool_path"]
 
 # The PyPI tools, by the environment variable the amaranth platforms read. The programmers are
 # required by the platforms even though nothing is programmed: point them at a no-op.
@@ -163,10 +164,20 @@ def make_platform(board, target_mhz=None):
     return type(f"{base.__name__}_Synth", (base,), attrs)()
 
 
+def tool_path(name):
+    """Absolute path of a tool, looked up first beside the running interpreter, then on PATH.
+
+    The YoWASP tools are console scripts of this environment's packages; a virtual environment
+    used without being activated (``.venv/bin/python -m pytest``) has them only in its ``bin/``.
+    """
+    search = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return shutil.which(name, path=search)
+
+
 def _tool_env():
     env = dict(os.environ)
     for var, tool in TOOL_ENV.items():
-        env.setdefault(var, tool)
+        env.setdefault(var, tool_path(tool) or tool)
     return env
 
 
