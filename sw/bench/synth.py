@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from sw.commands.synth import add_tool_options
+
 DEFAULT_SIZES = (4, 8, 16)
 _MAC_BLOCK = re.compile(r"matmul|matrix|engine")
 
@@ -38,13 +40,7 @@ def register(sub):
                    help="output directory (default: build/bench/synth)")
     p.add_argument("--markdown", action="store_true",
                    help="also print the table in Markdown (as in docs/flows.md)")
-    p.add_argument("--no-dsp", action="store_true",
-                   help="map multipliers to LUTs instead of DSP blocks")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
-    p.add_argument("--nice", type=int, default=0, metavar="N",
-                   help="run the tools at this niceness, 0..19 (default: 0)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="give up on one build after this many seconds")
+    add_tool_options(p)
     p.set_defaults(func=run)
 
 

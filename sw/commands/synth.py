@@ -23,6 +23,17 @@ fast. Logs stay in the build directory (top.rpt: Yosys, top.tim: nextpnr, flow.l
 """
 
 
+def add_tool_options(p):
+    """The options of the synthesis tools themselves, shared with ``edgebert bench synth``."""
+    p.add_argument("--no-dsp", action="store_true",
+                   help="map multipliers to LUTs instead of DSP blocks")
+    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--nice", type=int, default=0, metavar="N",
+                   help="run the tools at this niceness, 0..19 (default: 0)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S",
+                   help="give up on one build after this many seconds")
+
+
 def register(sub):
     from sw.flows.synth import BOARDS
 
@@ -44,13 +55,7 @@ def register(sub):
                         "(default: build/synth)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="write the reports as JSON here (default: OUT/synth.json)")
-    p.add_argument("--no-dsp", action="store_true",
-                   help="map multipliers to LUTs instead of DSP blocks")
-    p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
-    p.add_argument("--nice", type=int, default=0, metavar="N",
-                   help="run the tools at this niceness, 0..19 (default: 0)")
-    p.add_argument("--timeout", type=float, default=None, metavar="S",
-                   help="give up on a build after this many seconds")
+    add_tool_options(p)
     p.add_argument("--write-constraints", type=Path, default=None, metavar="DIR",
                    help="write the board constraint files and the SDC to DIR, then exit")
     p.set_defaults(func=run)
