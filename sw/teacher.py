@@ -207,6 +207,56 @@ def load_teacher(out_dir, model_dir=None):
     return model.eval()
 
 
+def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=0,
+                    progress=True, log=print):
+    """Augment ``train`` (:func:`sw.augment.augment`, ``copies`` per example) and cache the
+    fine-tuned teacher's logits on the new sentences: ``augment.tsv`` (GLUE format, the label
+    column holds the teacher's prediction) and ``augment_logits.safetensors`` (``logits``,
+    ``source``: the index of each sentence's training example)."""
+    from tqdm import tqdm
+
+    from sw.augment import augment, neighbour_table
+
+    out_dir = Path(out_dir)
+    model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
+    neighbours = neighbour_table(train, model_dir)
+    examples, source = augment(train, copies, neighbours, seed=seed)
+    log(f"augmented {len(train)} training examples into {len(examples)} new ones")
+    model = load_teacher(out_dir, model_dir)
+    batch, _ = _encode(WordPiece(model_dir, max_len=max_len), examples)
+    bar = tqdm(total=len(examples), desc="teacher logits (augmented)", mininterval=10,
+               disable=not progress)
+    logits = predict_logits(model, batch, progress=bar)
+    bar.close()
+    preds = logits.argmax(1).tolist()
+    pair = examples[0].text_b is not None
+    with (out_dir / "augment.tsv").open("w", encoding="utf-8") as f:
+        f.write("sentence1\tsentence2\tlabel\n" if pair else "sentence\tlabel\n")
+        for e, y in zip(examples, preds, strict=True):
+            f.write(f"{e.text_a}\t{e.text_b}\t{y}\n" if pair else f"{e.text_a}\t{y}\n")
+    save_file({"logits": logits, "source": torch.tensor(source, dtype=torch.int64)},
+              out_dir / "augment_logits.safetensors", metadata={"copies": str(copies)})
+    log(f"cached teacher logits for {len(examples)} augmented examples")
+    return len(examples)
+
+
+def cached_augmented(out_dir):
+    """(examples, logits, source) cached by :func:`cache_augmented` in ``out_dir``."""
+    from sw.data import load_tsv
+
+    out_dir = Path(out_dir)
+    path = out_dir / "augment_logits.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no augmented teacher logits at {str(path)!r}: run "
+                                f"'edgebert teacher --augment K' first")
+    d = load_file(path)
+    examples = load_tsv(out_dir / "augment.tsv")
+    if len(examples) != len(d["logits"]):
+        raise ValueError(f"{out_dir}: augment.tsv has {len(examples)} examples but the cache "
+                         f"has logits for {len(d['logits'])}")
+    return examples, d["logits"], d["source"]
+
+
 def cached_logits(out_dir, n_expected):
     """Cached teacher logits on the first ``n_expected`` training examples (the cache may
     cover more); refuses a cache that covers fewer."""

@@ -57,6 +57,7 @@ class RecipeConfig:
     qat_acts_from: float = 0.92
     holdout: int = 1000
     train_limit: int = 0
+    augment: int = 0
     vocab_min_count: int = 1
     pca_init: bool = True
     ckpt_every: int = 200
@@ -72,6 +73,8 @@ class RecipeConfig:
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {CALIB_METHODS}, "
                              f"not {self.calib_method!r}")
+        if not isinstance(self.augment, int) or self.augment < 0:
+            raise ValueError(f"augment must be a non-negative integer, not {self.augment!r}")
         for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every"):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
@@ -193,6 +196,32 @@ def _pca_init(model, kept, model_dir):
         model.word.weight.copy_((word - mean) @ proj)
         model.pos.weight.copy_(pos[:c.max_len] @ proj)
         model.seg.weight.copy_(seg[:c.type_vocab] @ proj)
+
+
+def _join_augmented(tok, fit, labels, teacher, augmented, fit_idx, n_train, per_example):
+    """``fit`` plus at most ``per_example`` augmented examples of each of its sources."""
+    from sw.tokenizer import Batch
+
+    examples, logits, source = augmented
+    if len(examples) != len(logits) or len(logits) != len(source):
+        raise ValueError("augmented examples, logits and sources differ in length")
+    in_fit = torch.zeros(max(n_train, int(source.max()) + 1), dtype=torch.bool)
+    in_fit[fit_idx] = True
+    count = torch.zeros_like(in_fit, dtype=torch.int64)
+    keep = []
+    for j, s in enumerate(source.tolist()):
+        if s < n_train and in_fit[s] and count[s] < per_example:
+            keep.append(j)
+            count[s] += 1
+    if not keep:
+        raise ValueError("the augmented cache has no example made from this training set")
+    aug, _ = _encode(tok, [examples[j] for j in keep])
+    keep = torch.tensor(keep)
+    joined = Batch(torch.cat([fit.input_ids, aug.input_ids]),
+                   torch.cat([fit.attention_mask, aug.attention_mask]),
+                   torch.cat([fit.token_type_ids, aug.token_type_ids]), 0)
+    return (joined, torch.cat([labels, logits[keep].argmax(1)]),
+            torch.cat([teacher, logits[keep].to(teacher.dtype)]))
 
 
 # -- losses and evaluation ---------------------------------------------------------------------
@@ -374,11 +403,15 @@ def _lr(step, n_steps, peak, warmup):
 
 
 def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_logits=None,
-          model_dir=None, echo=False, progress=True):
+          augmented=None, model_dir=None, echo=False, progress=True):
     """Run the whole recipe; returns the metrics dict (also written to ``metrics.json``).
 
     ``teacher_logits`` are the teacher's logits on ``train_examples`` (same order) or ``None``
-    for training on labels alone. Writes ``student.safetensors`` (final, with its config) to
+    for training on labels alone. ``augmented`` is ``(examples, teacher logits, source index)``
+    (:func:`sw.teacher.cached_augmented`): with ``train.augment = K``, up to K of them per
+    training example join the backbone's training set, except those made from held-out
+    examples; their targets are the teacher's logits (and its prediction as the label).
+    Writes ``student.safetensors`` (final, with its config) to
     ``out_dir`` and resumes from ``ckpt.safetensors`` there if present.
     """
     from tqdm import tqdm
@@ -417,6 +450,14 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     fit_labels, hold_labels = labels_all[fit_idx], labels_all[hold_idx]
     fit_teacher = teacher_logits[fit_idx] if teacher_logits is not None else None
     kd_alpha = r.kd_alpha if fit_teacher is not None else 0.0
+    n_orig = len(fit_labels)
+    if r.augment:
+        if augmented is None or fit_teacher is None:
+            raise ValueError("train.augment needs the teacher's logits and its augmented cache "
+                             "(edgebert teacher --augment K)")
+        fit, fit_labels, fit_teacher = _join_augmented(
+            tok, fit, fit_labels, fit_teacher, augmented, fit_idx, len(train_examples),
+            r.augment)
 
     kept, vmap = prune_vocab(tok, fit, r.vocab_min_count)
     scfg = dataclasses.replace(cfg.student, vocab_size=len(kept), tokenizer_vocab=tok.vocab_size,
@@ -426,7 +467,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     model.vocab_map.copy_(vmap)
     if r.pca_init:
         _pca_init(model, kept, model_dir)
-    log(f"student: vocab {len(kept)} of {tok.vocab_size}, {len(fit_labels)} training and "
+    log(f"student: vocab {len(kept)} of {tok.vocab_size}, {n_orig} training "
+        f"(+{len(fit_labels) - n_orig} augmented) and "
         f"{len(hold_labels)} held-out examples, {len(dev_labels)} dev; KD alpha {kd_alpha}")
 
     n1 = math.ceil(r.epochs * len(fit_labels) / r.batch_size)
@@ -558,12 +600,13 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     model.eval()
     train_s = elapsed_before + time.time() - t_start
     log(f"training done in {train_s:.0f} s; calibrating ({r.calib_method})")
-    calib_idx = torch.arange(min(r.calib_examples, len(fit_labels)))
+    calib_idx = torch.arange(min(r.calib_examples, n_orig))
     calibrate(model, subset(fit_idx[calib_idx]), method=r.calib_method,
               percentile=r.calib_percentile)
 
     metrics = finish(model, hold, hold_labels, dev_batch, dev_labels, r)
-    metrics.update({"train_s": train_s, "n_train": len(fit_labels), "n_holdout": r.holdout,
+    metrics.update({"train_s": train_s, "n_train": n_orig,
+                    "n_augmented": len(fit_labels) - n_orig, "n_holdout": r.holdout,
                     "n_dev": len(dev_labels), "vocab_kept": len(kept),
                     "kd": fit_teacher is not None, "config": cfg_dict,
                     "student_config": scfg.to_dict()})

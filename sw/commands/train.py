@@ -37,7 +37,7 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cached_logits
+    from sw.teacher import cached_augmented, cached_logits
     from sw.train import load_config, train
 
     torch.set_num_threads(args.threads)
@@ -50,7 +50,13 @@ def run(args):
         if not torch.equal(labels, torch.tensor([e.label for e in train_ex])):
             raise ValueError(f"cached teacher logits in {args.teacher} belong to other "
                              f"training data (labels differ)")
-    m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, echo=not args.quiet,
+    augmented = None
+    if cfg.train.augment:
+        if args.teacher == "none":
+            raise SystemExit("edgebert train: train.augment needs a teacher (not --teacher none)")
+        augmented = cached_augmented(args.teacher)
+    m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, augmented=augmented,
+              echo=not args.quiet,
               progress=not args.quiet)
     d = m["dev"]
     print(f"dev accuracy: float {d['accuracy_float']:.4f}, quantized all layers "
