@@ -64,6 +64,7 @@ def round_to_code(sign, mag, shift, fmt: AFFormat = DEFAULT_AF):
     """
     m = fmt.man_bits
     mag = mag.to(torch.int64)
+    lo = hi = 0
     if mag.numel():
         lo, hi = int(mag.min()), int(mag.max())
         if lo < 0 or hi >= _MAG_LIMIT:
@@ -73,7 +74,8 @@ def round_to_code(sign, mag, shift, fmt: AFFormat = DEFAULT_AF):
     shift = torch.as_tensor(shift, dtype=torch.int64).expand_as(mag)
     # floor(log2(mag)) for mag > 0; frexp is exact for integers below 2^53 and monotone above.
     lead = torch.frexp(mag.to(torch.float64))[1].to(torch.int64) - 1
-    lead = torch.where(mag >= (1 << 53), _bit_length(mag) - 1, lead)
+    if hi >= 1 << 53:  # only then (never for encoded floats) is the slow exact path needed
+        lead = torch.where(mag >= (1 << 53), _bit_length(mag) - 1, lead)
     exp = (lead + shift - m).clamp(min=0)
     # Significand q = round_half_even(value / 2^exp), in [2^M, 2^(M+1)] when exp > 0.
     t = shift - exp

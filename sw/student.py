@@ -117,13 +117,21 @@ class Quant:
         # Tensor name -> bias; tensors not named here get the weight rule [F3]. An image
         # fixes every bias so that reloaded weights quantize to exactly their codes.
         self.fixed = {}
+        # Quantized weights by name during one forward pass: the shared layer is applied L
+        # times with the same weights, which need quantizing only once (L times faster QAT).
+        self.cache = None
 
     def q(self, x, name):
         """``x`` fake-quantized with the bias of tensor ``name`` (when weights are quantized)."""
         if not self.weights:
             return x
+        if self.cache is not None and name in self.cache:
+            return self.cache[name]
         b = self.fixed.get(name)
-        return fake_quantize(x, weight_bias(x, self.fmt) if b is None else b, self.fmt)
+        out = fake_quantize(x, weight_bias(x, self.fmt) if b is None else b, self.fmt)
+        if self.cache is not None:
+            self.cache[name] = out
+        return out
 
     def bias_of(self, x, name):
         """The bias that tensor ``name`` with values ``x`` is stored with."""
@@ -358,6 +366,13 @@ class Student(nn.Module):
         """
         c = self.config
         ramps = range(c.layers) if ramps is None else sorted(ramps)
+        self.quant.cache = {}
+        try:
+            return self._forward(input_ids, attention_mask, token_type_ids, ramps, return_hidden)
+        finally:
+            self.quant.cache = None
+
+    def _forward(self, input_ids, attention_mask, token_type_ids, ramps, return_hidden):
         x = self.embed(input_ids, token_type_ids)
         key_mask = attention_mask.bool()
         out, hidden = [], []

@@ -104,11 +104,14 @@ def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
 
 def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, batch_size=32,
               lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100,
-              freeze_word_embeddings=True, logits_limit=None, stop_at=None, log=print):
+              freeze_word_embeddings=True, logits_limit=None, stop_at=None, init_from=None,
+              log=print):
     """Fine-tune the teacher, checkpointing to ``out_dir`` and resuming from it.
 
     ``stop_at`` ends training after that many steps (of the schedule for ``epochs``): a way to
-    cut a run short from its last checkpoint when time runs out.
+    cut a run short from its last checkpoint when time runs out. ``init_from`` starts from the
+    weights of an earlier fine-tuning (its output directory), e.g. for a further epoch at a
+    lower learning rate.
     ``freeze_word_embeddings`` keeps the 30k x 384 token table fixed: it saves a third of the
     optimizer work on a CPU and barely changes accuracy on a single task.
     Writes ``teacher.safetensors`` (final weights), ``teacher.json`` (dev accuracy, settings)
@@ -122,6 +125,9 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     torch.manual_seed(seed)
     tok = WordPiece(model_dir, max_len=max_len)
     model = Teacher(model_dir, n_labels=max(e.label for e in train) + 1)
+    if init_from is not None:
+        model.load_state_dict(load_file(Path(init_from) / "teacher.safetensors"))
+        log(f"starting from the fine-tuned teacher in {init_from}")
     batch, labels = _encode(tok, train)
     n_steps = math.ceil(epochs * len(train) / batch_size)
     perm = bucketed_order(batch.attention_mask.sum(1), batch_size,
@@ -185,7 +191,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev),
             "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
             "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
-            "model_dir": str(tok.model_dir), "train_s": time.time() - t0}
+            "model_dir": str(tok.model_dir), "train_s": time.time() - t0,
+            "init_from": None if init_from is None else str(init_from)}
     (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
     n = len(train) if logits_limit is None else min(logits_limit, len(train))
     bar = tqdm(total=n, desc="teacher logits", mininterval=10)

@@ -91,3 +91,30 @@ def test_config_checks():
         StudentConfig(max_len=8, span_ramp=9)
     with pytest.raises(ValueError, match="unknown student config keys"):
         StudentConfig.from_dict({"hiden": 3})
+
+
+def test_weights_quantized_once_per_forward_give_the_same_result():
+    """The forward pass quantizes each shared weight once for all L layers (a cache); the
+    result and the gradients must equal those of quantizing at every use, layer by layer."""
+    torch.manual_seed(4)
+    m = tiny().eval()
+    m.quant.weights = m.quant.acts = True
+    m.act_q.observe = True
+    ids = torch.randint(0, 40, (3, 6))
+    mask = torch.ones_like(ids)
+    m(ids, mask)  # running maxima for the activation biases
+    m.act_q.observe = False
+    got = m(ids, mask)
+    got.sum().backward()
+    grad = m.ff1.weight.grad.clone()
+    m.zero_grad()
+    assert m.quant.cache is None
+    x = m.embed(ids)
+    want = []
+    for i in range(3):
+        x, _ = m.layer(x, mask.bool(), i)
+        want.append(m.ramp(x, i))
+    want = torch.stack(want)
+    want.sum().backward()
+    assert torch.equal(got, want)
+    assert torch.equal(m.ff1.weight.grad, grad)

@@ -38,6 +38,9 @@ def register(sub):
     p.add_argument("--lr", type=float, default=1e-4, help="peak learning rate (default: 1e-4)")
     p.add_argument("--max-len", type=int, default=64, help="sequence length (default: 64)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--init-from", type=Path, default=None, metavar="DIR",
+                   help="start from the teacher fine-tuned in DIR (e.g. one more epoch at a "
+                        "lower learning rate)")
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="augmented sentences per training example to label (default: 0)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
@@ -73,7 +76,7 @@ def run(args):
         meta = fine_tune(train, dev, args.out, model_dir=args.model_dir,
                          max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, logits_limit=args.logits_limit,
-                         stop_at=args.stop_at, log=log)
+                         stop_at=args.stop_at, init_from=args.init_from, log=log)
         print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
               f"outputs in {args.out}")
     if args.augment:
