@@ -56,6 +56,7 @@ class RecipeConfig:
     qat_weights_from: float = 0.6
     qat_acts_from: float = 0.92
     holdout: int = 1000
+    holdout_min_words: int = 0
     train_limit: int = 0
     augment: int = 0
     vocab_min_count: int = 1
@@ -73,6 +74,9 @@ class RecipeConfig:
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {CALIB_METHODS}, "
                              f"not {self.calib_method!r}")
+        if not isinstance(self.holdout_min_words, int) or self.holdout_min_words < 0:
+            raise ValueError(f"holdout_min_words must be a non-negative integer, not "
+                             f"{self.holdout_min_words!r}")
         if not isinstance(self.augment, int) or self.augment < 0:
             raise ValueError(f"augment must be a non-negative integer, not {self.augment!r}")
         for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every"):
@@ -196,6 +200,20 @@ def _pca_init(model, kept, model_dir):
         model.word.weight.copy_((word - mean) @ proj)
         model.pos.weight.copy_(pos[:c.max_len] @ proj)
         model.seg.weight.copy_(seg[:c.type_vocab] @ proj)
+
+
+def _split_holdout(examples, perm, n_hold, min_words):
+    """(held-out, training) indices: the first ``n_hold`` of ``perm`` with at least
+    ``min_words`` words (so that the slice can resemble full-sentence dev sets), the rest."""
+    words = torch.tensor([len(e.text_a.split()) + len((e.text_b or "").split())
+                          for e in examples])
+    cand = perm[words[perm] >= min_words]
+    if len(cand) < n_hold:
+        raise ValueError(f"only {len(cand)} training examples have at least {min_words} words, "
+                         f"fewer than holdout = {n_hold}")
+    held = torch.zeros(len(examples), dtype=torch.bool)
+    held[cand[:n_hold]] = True
+    return cand[:n_hold], perm[~held[perm]]
 
 
 def _join_augmented(tok, fit, labels, teacher, augmented, fit_idx, n_train, per_example):
@@ -439,7 +457,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     dev_batch, dev_labels = _encode(tok, dev_examples)
     g = torch.Generator().manual_seed(r.seed)
     perm = torch.randperm(len(train_examples), generator=g)
-    hold_idx, fit_idx = perm[:r.holdout], perm[r.holdout:]
+    hold_idx, fit_idx = _split_holdout(train_examples, perm, r.holdout, r.holdout_min_words)
 
     def subset(idx):
         from sw.tokenizer import Batch

@@ -97,3 +97,17 @@ def test_train_with_augmented_cache(tmp_path, capsys):
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     # One augmented example per source that is not held out (sources 0..159, 32 held out).
     assert m["n_train"] == 128 and m["n_augmented"] == 128
+
+
+def test_holdout_can_be_drawn_from_long_examples():
+    from sw.train import _split_holdout
+
+    ex = [Example(" ".join(["w"] * (i % 5 + 1)), 0) for i in range(50)]
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    hold, fit = _split_holdout(ex, perm, 6, 4)
+    assert all(len(ex[i].text_a.split()) >= 4 for i in hold.tolist())
+    assert sorted(hold.tolist() + fit.tolist()) == list(range(50))
+    hold0, fit0 = _split_holdout(ex, perm, 6, 0)
+    assert torch.equal(hold0, perm[:6]) and torch.equal(fit0, perm[6:])
+    with pytest.raises(ValueError, match="only 20 training examples have at least 4 words"):
+        _split_holdout(ex, perm, 21, 4)
