@@ -35,11 +35,12 @@ def _words(text):
 
 def neighbour_table(examples, model_dir, *, k=8, vocab=None):
     """Nearest neighbours of every whole word of ``examples`` that is one WordPiece token:
-    ``{word: [k neighbours]}`` by cosine similarity of the teacher's input embeddings."""
-    from tokenizers import Tokenizer
+    ``{word: [k neighbours]}`` by cosine similarity of the teacher's input embeddings
+    (``model_dir``: a BERT-family checkpoint with ``model.safetensors``)."""
+    from sw.tokenizer import WordPiece
 
     model_dir = Path(model_dir)
-    tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tok = WordPiece(model_dir)._tok
     seen = sorted({w for e in examples for t in (e.text_a, e.text_b) if t for w in _words(t)})
     words, ids = [], []
     for w in seen:
@@ -47,9 +48,10 @@ def neighbour_table(examples, model_dir, *, k=8, vocab=None):
         if i is not None and w.isalpha():
             words.append(w)
             ids.append(i)
-    if len(words) <= k:
-        raise ValueError(f"need more than k = {k} distinct words for neighbours, "
+    if len(words) < 2:
+        raise ValueError(f"need at least 2 distinct whole words for neighbours, "
                          f"not {len(words)}")
+    k = min(k, len(words) - 1)  # a tiny vocabulary has fewer than k other words
     with safe_open(model_dir / "model.safetensors", "pt") as f:
         key = next(n for n in f.keys() if n.endswith("embeddings.word_embeddings.weight"))
         emb = f.get_tensor(key).float()[torch.tensor(ids)]

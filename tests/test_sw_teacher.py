@@ -5,7 +5,17 @@ import pytest
 import torch
 
 from sw.data import Example
-from sw.teacher import Teacher, bucketed_order, cached_logits, fine_tune, load_teacher
+from sw.teacher import (
+    Teacher,
+    bucketed_order,
+    cache_augmented,
+    cached_augmented,
+    cached_logits,
+    fine_tune,
+    load_teacher,
+    predict_logits,
+)
+from sw.tokenizer import WordPiece
 
 WORDS = ["good", "bad", "film", "the", "is", "very"]
 
@@ -50,6 +60,16 @@ def test_fine_tune_caches_logits_and_resumes(tiny_bert, tmp_path):
         cached_logits(tmp_path, 64)
     model = load_teacher(tmp_path, tiny_bert)
     assert isinstance(model, Teacher)
+    # Augmented sentences: labelled with the fine-tuned teacher's own logits.
+    n = cache_augmented(tmp_path, train, 2, model_dir=tiny_bert, max_len=8, progress=False,
+                        log=lambda m: None)
+    aug, aug_logits, source = cached_augmented(tmp_path)
+    assert len(aug) == n == len(source) and 0 < n <= 128
+    assert all(0 <= s < 64 and aug[i].text_a != train[s].text_a
+               for i, s in enumerate(source.tolist()))
+    want = predict_logits(model, WordPiece(tiny_bert, max_len=8).encode([e.text_a for e in aug]))
+    assert torch.allclose(aug_logits, want, atol=1e-5)
+    assert [e.label for e in aug] == want.argmax(1).tolist()
 
 
 def test_missing_checkpoint_is_refused(tmp_path):

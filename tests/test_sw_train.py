@@ -37,7 +37,8 @@ def make_task(path, n_train=320, n_dev=80, seed=0):
 TINY = ["student.emb_dim=32", "student.hidden=32", "student.heads=2", "student.ffn=64",
         "student.layers=3", "student.max_len=16", "student.span_ramp=4", "train.epochs=4",
         "train.holdout=64", "train.batch_size=16", "train.lr=3e-3", "train.ramp_epochs=0.5",
-        "train.calib_examples=64", "train.train_limit=0", "train.qat_acts_from=0.9"]
+        "train.calib_examples=64", "train.train_limit=0", "train.qat_acts_from=0.9",
+        "train.augment=0", "train.holdout_min_words=0"]
 
 
 def sets(items):

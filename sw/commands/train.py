@@ -53,7 +53,8 @@ def run(args):
     augmented = None
     if cfg.train.augment:
         if args.teacher == "none":
-            raise SystemExit("edgebert train: train.augment needs a teacher (not --teacher none)")
+            raise SystemExit("edgebert train: train.augment needs a teacher's augmented cache; "
+                             "with --teacher none add --set train.augment=0")
         augmented = cached_augmented(args.teacher)
     m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, augmented=augmented,
               echo=not args.quiet,
