@@ -3,14 +3,13 @@ import json
 import pytest
 import torch
 from safetensors.torch import save_file
-from torch.nn import functional as F
 
 from sw.augment import MASK, augment, neighbour_table
 from sw.cli import main
 from sw.data import Example
 from sw.tokenizer import WordPiece, default_model_dir
 from sw.train import _join_augmented
-from tests.test_sw_train import TINY, make_task, sets
+from tests.test_sw_train import MICRO, micro_task_with_teacher, sets
 
 EXAMPLES = [Example("a truly terrific and funny movie", 1),
             Example("boring , dull and far too long", 0),
@@ -75,17 +74,10 @@ def test_join_leaves_out_held_out_sources_and_caps_copies():
 
 @pytest.mark.slow
 def test_train_with_augmented_cache(tmp_path, capsys):
-    data = make_task(tmp_path / "task", n_train=160, n_dev=20)
-    labels = torch.tensor([int(r.split("\t")[1]) for r in
-                           (data / "train.tsv").read_text().splitlines()[1:]])
-    teacher = tmp_path / "teacher"
-    teacher.mkdir()
-    save_file({"logits": F.one_hot(labels, 2).float() * 4 - 2, "labels": labels},
-              teacher / "train_logits.safetensors")
-    micro = [*TINY, "student.layers=2", "train.epochs=1", "train.holdout=32",
-             "train.ramp_epochs=0.5", "train.calib_examples=16"]
+    data, teacher = micro_task_with_teacher(tmp_path)
+
     assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q", "--threads",
-                 "1", "-o", str(tmp_path / "x"), *sets([*micro, "train.augment=1"])]) != 0
+                 "1", "-o", str(tmp_path / "x"), *sets([*MICRO, "train.augment=1"])]) != 0
     assert "run 'edgebert teacher --augment K' first" in capsys.readouterr().err
     rows = ["sentence\tlabel"] + [f"the film {i}\t{i % 2}" for i in range(200)]
     (teacher / "augment.tsv").write_text("\n".join(rows) + "\n")
@@ -93,7 +85,7 @@ def test_train_with_augmented_cache(tmp_path, capsys):
     save_file({"logits": torch.randn(200, 2), "source": source},
               teacher / "augment_logits.safetensors")
     assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q", "--threads", "1",
-                 "-o", str(tmp_path / "a"), *sets([*micro, "train.augment=1"])]) == 0
+                 "-o", str(tmp_path / "a"), *sets([*MICRO, "train.augment=1"])]) == 0
     m = json.loads((tmp_path / "a" / "metrics.json").read_text())
     # One augmented example per source that is not held out (sources 0..159, 32 held out).
     assert m["n_train"] == 128 and m["n_augmented"] == 128

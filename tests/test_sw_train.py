@@ -73,8 +73,12 @@ def test_smoke_train_export_reload_evaluate(tmp_path, capsys):
     assert (tmp_path / "report" / "accuracy_vs_exit_layer.png").stat().st_size > 0
 
 
-@pytest.mark.slow
-def test_distillation_run_is_deterministic(tmp_path):
+MICRO = [*TINY, "student.layers=2", "train.epochs=1", "train.holdout=32",
+         "train.ramp_epochs=0.5", "train.calib_examples=16"]
+
+
+def micro_task_with_teacher(tmp_path):
+    """A 160-example task and a teacher directory whose cached logits are the labels, sharp."""
     data = make_task(tmp_path / "task", n_train=160, n_dev=20)
     labels = torch.tensor([int(r.split("\t")[1]) for r in
                            (data / "train.tsv").read_text().splitlines()[1:]])
@@ -82,11 +86,15 @@ def test_distillation_run_is_deterministic(tmp_path):
     teacher.mkdir()
     save_file({"logits": F.one_hot(labels, 2).float() * 4 - 2, "labels": labels},
               teacher / "train_logits.safetensors")
-    micro = [*TINY, "student.layers=2", "train.epochs=1", "train.holdout=32",
-             "train.ramp_epochs=0.5", "train.calib_examples=16"]
+    return data, teacher
+
+
+@pytest.mark.slow
+def test_distillation_run_is_deterministic(tmp_path):
+    data, teacher = micro_task_with_teacher(tmp_path)
     for name in ("a", "b"):
         assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q",
-                     "--threads", "1", "-o", str(tmp_path / name), *sets(micro)]) == 0
+                     "--threads", "1", "-o", str(tmp_path / name), *sets(MICRO)]) == 0
     assert json.loads((tmp_path / "a" / "metrics.json").read_text())["kd"] is True
     a = load_file(tmp_path / "a" / "student.safetensors")
     b = load_file(tmp_path / "b" / "student.safetensors")
