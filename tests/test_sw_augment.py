@@ -75,7 +75,6 @@ def test_join_leaves_out_held_out_sources_and_caps_copies():
 @pytest.mark.slow
 def test_train_with_augmented_cache(tmp_path, capsys):
     data, teacher = micro_task_with_teacher(tmp_path)
-
     assert main(["train", "--data", str(data), "--teacher", str(teacher), "-q", "--threads",
                  "1", "-o", str(tmp_path / "x"), *sets([*MICRO, "train.augment=1"])]) != 0
     assert "run 'edgebert teacher --augment K' first" in capsys.readouterr().err
