@@ -27,8 +27,8 @@ the non-zeros out of a 4n-code realignment buffer and the X slice and splits the
 sign, exponent and significand; S2 multiplies the significands (and adds the exponents); S3
 shifts and signs the products; S4 accumulates. The last token of a tile also copies the sum
 into a shadow register set that is drained (one output row per cycle: add the aligned bias,
-ReLU, requantize with n :class:`~hw.af_requant.AFRequantCore`, write Y) while the next tile
-computes. A tile's last
+ReLU, requantize with n pipelined :class:`~hw.af_requant.AFRequantCore`, register the codes,
+write Y) while the next tile computes. A tile's last
 token therefore waits until the previous drain has read its last row (n cycles between last
 tokens).
 """
@@ -41,6 +41,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.af_mul import af_fields
+from hw.af_requant import DEFAULT_STAGES as REQUANT_STAGES
 from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, acc_width_for
@@ -56,10 +57,10 @@ NNZ_BITS = 32
 COUNTER_BITS = 32
 # Fixed cycles of a run besides the scanned vectors: one to check the shape, two per row tile
 # to prime the mask and value reads, and the flush after the last token (S1..S4, n drain
-# rows, requantize, write).
+# rows, bias and ReLU, the requantizer's pipeline stages, the code register, write).
 CHECK_CYCLES = 1
 PRIME_CYCLES = 2
-FLUSH_EXTRA = 6
+FLUSH_EXTRA = 6 + REQUANT_STAGES
 
 
 class MatmulError(enum.Enum, shape=4):
@@ -554,12 +555,12 @@ class MatrixEngine(wiring.Component):
             with m.If(load):
                 m.d.sync += bias_al[j].eq(Mux(bias_neg[j], -bias_mag[j], bias_mag[j]))
 
-        # ---- Drain: one shadow row per cycle: + bias, ReLU, requantize, write Y -------------
+        # ---- Drain: one shadow row per cycle: + bias and ReLU | requantize (REQUANT_STAGES
+        # pipeline stages) | code register | write Y. Nothing stalls it (en stays 1).
         drow = Signal(ln)
         dyaddr = Signal(DIM_BITS)
         d1 = dict(valid=Signal(), row=Signal(ln), yaddr=Signal(DIM_BITS))
         dsum = [Signal(signed(accw + 1), name=f"dsum{j}") for j in range(n)]
-        d2 = dict(valid=Signal(), row=Signal(ln), yaddr=Signal(DIM_BITS))
         ycode = [Signal(nb, name=f"ycode{j}") for j in range(n)]
         with m.If(dactive):
             m.d.sync += [drow.eq(drow + 1)]
@@ -569,20 +570,24 @@ class MatrixEngine(wiring.Component):
             m.d.sync += [dactive.eq(1), drow.eq(0), dyaddr.eq(s4["yaddr"])]
         m.d.sync += [d1["valid"].eq(dactive), d1["row"].eq(drow), d1["yaddr"].eq(dyaddr)]
         for j in range(n):
-            m.d.sync += dsum[j].eq(shadow[0][j] + bias_al[j])
+            total = shadow[0][j] + bias_al[j]
+            m.d.sync += dsum[j].eq(Mux(relu & (total < 0), 0, total))
         lo, hi = cfg.requant_shift_range
         shift = Signal(signed(max(abs(lo), abs(hi)).bit_length() + 2))
         m.d.comb += shift.eq(bx + bw - bo + (fmt.offset - fmt.man_bits))
         for j in range(n):
-            rq = AFRequantCore(fmt=fmt, in_width=accw + 1, shift_min=lo, shift_max=hi)
+            rq = AFRequantCore(fmt=fmt, in_width=accw + 1, shift_min=lo, shift_max=hi,
+                               stages=REQUANT_STAGES)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [
-                rq.value.eq(Mux(relu & (dsum[j] < 0), 0, dsum[j])),
-                rq.shift.eq(shift),
-            ]
+            m.d.comb += [rq.value.eq(dsum[j]), rq.shift.eq(shift)]
             m.d.sync += ycode[j].eq(rq.code)
-        m.d.sync += [d2["valid"].eq(d1["valid"]), d2["row"].eq(d1["row"]),
-                     d2["yaddr"].eq(d1["yaddr"])]
+        # The write address and bank follow the codes through the requantizer and the register.
+        d2 = d1
+        for k in range(REQUANT_STAGES + 1):
+            nxt = dict(valid=Signal(name=f"dq{k}_valid"), row=Signal(ln, name=f"dq{k}_row"),
+                       yaddr=Signal(DIM_BITS, name=f"dq{k}_yaddr"))
+            m.d.sync += [nxt[f].eq(d2[f]) for f in ("valid", "row", "yaddr")]
+            d2 = nxt
         for i, ym in enumerate(y_banks):
             wp = ym.write_port()
             m.d.comb += [wp.addr.eq(d2["yaddr"]), wp.data.eq(Cat(*ycode)),

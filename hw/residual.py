@@ -5,22 +5,28 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.af_fixed import AFToFixed
+from hw.af_requant import DEFAULT_STAGES as REQUANT_STAGES
 from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 from hw.sfu_common import check_format, check_lanes
 
-__all__ = ["ResidualAdd"]
+__all__ = ["ResidualAdd", "LATENCY"]
+
+# Sum register, the requantizer's pipeline stages, output register.
+LATENCY = 1 + REQUANT_STAGES + 1
 
 
 class ResidualAdd(wiring.Component):
-    """``o = requantize(a + b)`` lane by lane, ``n`` lanes per beat, one cycle of latency.
+    """``o = requantize(a + b)`` lane by lane, ``n`` lanes per beat, pipelined (:data:`LATENCY`).
 
     Each input is converted exactly to ``fixed`` (:class:`hw.af_fixed.AFToFixed`), the sum is
-    exact (one more bit than ``fixed``), and :class:`hw.af_requant.AFRequantCore` rounds it to the
-    nearest code of ``bias_out`` (ties to even, saturating): the correctly rounded sum. Matches
-    :func:`sw.golden.residual.residual_add`.
+    exact (one more bit than ``fixed``) and registered, and the pipelined
+    :class:`hw.af_requant.AFRequantCore` rounds it to the nearest code of ``bias_out`` (ties to
+    even, saturating): the correctly rounded sum, registered as the output payload. The whole
+    pipeline advances only when the output can move (``~o.valid | o.ready``), so back-pressure
+    stalls it without losing beats. Matches :func:`sw.golden.residual.residual_add`.
 
     Parameters
     ----------
@@ -65,8 +71,8 @@ class ResidualAdd(wiring.Component):
 
     @property
     def latency(self):
-        """Cycles from an accepted input beat to its output beat being valid."""
-        return 1
+        """Cycles from an accepted input beat to its output beat being valid (no stalls)."""
+        return LATENCY
 
     def elaborate(self, platform):
         m = Module()
@@ -74,10 +80,16 @@ class ResidualAdd(wiring.Component):
         scale = fmt.offset - fmt.man_bits
         shift = Signal(signed(8))
         m.d.comb += shift.eq(-fx.frac_bits - (self.bias_out + scale))
-        en = ~self.o.valid | self.o.ready
-        m.d.comb += self.i.ready.eq(en)
+        en = Signal()
+        m.d.comb += [en.eq(~self.o.valid | self.o.ready), self.i.ready.eq(en)]
+        valid = self.i.valid
+        for k in range(LATENCY - 1):
+            nxt = Signal(name=f"valid{k}")
+            with m.If(en):
+                m.d.sync += nxt.eq(valid)
+            valid = nxt
         with m.If(en):
-            m.d.sync += self.o.valid.eq(self.i.valid)
+            m.d.sync += self.o.valid.eq(valid)
         for lane in range(self._n):
             total = Signal(signed(fx.width + 1), name=f"sum{lane}")
             parts = []
@@ -86,12 +98,13 @@ class ResidualAdd(wiring.Component):
                 m.submodules[f"{name}_fixed{lane}"] = conv
                 m.d.comb += [conv.code.eq(self.i.payload[name][lane]), conv.bias.eq(bias)]
                 parts.append(conv.fixed)
-            m.d.comb += total.eq(parts[0] + parts[1])
+            with m.If(en):
+                m.d.sync += total.eq(parts[0] + parts[1])
             rq = AFRequantCore(fmt=fmt, in_width=fx.width + 1,
                                shift_min=-fx.frac_bits - (fmt.bias_max + scale),
-                               shift_max=-fx.frac_bits - scale)
+                               shift_max=-fx.frac_bits - scale, stages=REQUANT_STAGES)
             m.submodules[f"requant{lane}"] = rq
-            m.d.comb += [rq.value.eq(total), rq.shift.eq(shift)]
+            m.d.comb += [rq.value.eq(total), rq.shift.eq(shift), rq.en.eq(en)]
             with m.If(en):
                 m.d.sync += self.o.payload[lane].eq(rq.code)
         return m

@@ -8,12 +8,13 @@ product with the reciprocal), so each pass takes one beat per cycle after a fixe
 Formats and rounding are those of :mod:`sw.golden.softmax`.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.af_fixed import AFToFixed
+from hw.af_requant import DEFAULT_STAGES as REQUANT_STAGES
 from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
@@ -133,13 +134,20 @@ class Softmax(wiring.Component):
         # Pass 1: the running maximum over the incoming beats (masked-out ones skipped when
         # renormalising).
         in_x = fixed_of("in_fixed", [self.i.payload.x[j] for j in range(n)])
-        best = Const(fx.min_int, signed(fx.width))
-        for j in range(n):
-            cand = Mux(self.renorm & (self.i.payload.mask[j] == 0), fx.min_int, in_x[j])
-            # A Signal per step: the expression uses the running value twice.
-            step = Signal(signed(fx.width), name=f"best{j}")
-            m.d.comb += step.eq(Mux(cand > best, cand, best))
-            best = step
+        level = [Mux(self.renorm & (self.i.payload.mask[j] == 0), fx.min_int, in_x[j])
+                 for j in range(n)]
+        # The beat's maximum as a tree of pairwise maxima (log2 n comparators deep, not n).
+        depth = 0
+        while len(level) > 1:
+            nxt = []
+            for j in range(0, len(level) - 1, 2):
+                # A Signal per node: the expression uses both operands twice.
+                node = Signal(signed(fx.width), name=f"best{depth}_{j // 2}")
+                m.d.comb += node.eq(Mux(level[j + 1] > level[j], level[j + 1], level[j]))
+                nxt.append(node)
+            level = nxt + level[len(level) - len(level) % 2:]
+            depth += 1
+        best = level[0]
         row_best = Signal(signed(fx.width))
         m.d.comb += row_best.eq(Mux(count == 0, best, Mux(best > mx, best, mx)))
 
@@ -174,7 +182,8 @@ class Softmax(wiring.Component):
         scale = fmt.offset - fmt.man_bits
         shift = Signal(signed(8))
         m.d.comb += shift.eq(-RECIP_FRAC - k - (self.bias_out + scale))
-        # Pass 3 only, stage D: the product with the reciprocal (registered), then requantize.
+        # Pass 3 only, stage D: the product with the reciprocal (registered), then the
+        # pipelined requantizer (REQUANT_STAGES stages) and the output register.
         valid_d = Signal()
         v_d = [Signal(len(ems[j]) + len(r1), name=f"v_d{j}") for j in range(n)]
         with m.If(en):
@@ -185,10 +194,13 @@ class Softmax(wiring.Component):
         for j in range(n):
             rq = AFRequantCore(fmt=fmt, in_width=len(v_d[j]) + 1,
                                shift_min=-RECIP_FRAC - (acc_width - 1) - (fmt.bias_max + scale),
-                               shift_max=-RECIP_FRAC - scale)
+                               shift_max=-RECIP_FRAC - scale, stages=REQUANT_STAGES)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [rq.value.eq(v_d[j]), rq.shift.eq(shift)]
+            m.d.comb += [rq.value.eq(v_d[j]), rq.shift.eq(shift), rq.en.eq(en)]
             codes.append(rq.code)
+        # Valid bits of the requantizer stages; they move in pass 3 only, so that the sum
+        # pass's beats never reach the output.
+        valid_q = [Signal(name=f"valid_q{k}") for k in range(REQUANT_STAGES)]
 
         m.d.comb += [
             wr.addr.eq(count),
@@ -228,12 +240,13 @@ class Softmax(wiring.Component):
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_d)]
+                    m.d.sync += [valid_a.eq(count != self.length),
+                                 Cat(*valid_q, self.o.valid).eq(Cat(valid_d, *valid_q))]
                     for j in range(n):
                         m.d.sync += self.o.payload[j].eq(codes[j])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(pipe_empty & ~valid_d):
+                    with m.Elif(pipe_empty & ~valid_d & ~Cat(*valid_q).any()):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m

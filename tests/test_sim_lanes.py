@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.af_mul import AFMulLane
@@ -19,7 +20,9 @@ def test_pack_unpack_round_trip():
 
 def test_every_lane_is_wired_to_its_own_slice():
     top = LaneGroup(parts={"mul": Lanes(make=AFMulLane, lanes=4)})
-    assert top.widths == {"mul_a": (8, False), "mul_b": (8, False), "mul_product": (25, True)}
+    assert top.widths == {"mul_a": (8, False), "mul_b": (8, False), "mul_en": (1, False),
+                          "mul_product": (25, True)}
+    assert top.timing == {"mul_product": (0, None)}
     a, b = torch.tensor([0x11, 0x93, 0x7F, 0x00]), torch.tensor([0x25, 0x7F, 0xFF, 0x44])
     got = []
 
@@ -32,6 +35,14 @@ def test_every_lane_is_wired_to_its_own_slice():
     sim.add_testbench(bench)
     sim.run()
     assert got == lane_product(a, b).tolist()
+
+
+def test_pipelined_lanes_report_latency_and_enable():
+    top = LaneGroup(parts={"mul": Lanes(make=lambda: AFMulLane(stages=1), lanes=2),
+                           "comb": Lanes(make=AFMulLane, lanes=2)})
+    assert top.timing == {"mul_product": (1, "mul_en"), "comb_product": (0, None)}
+    assert top.widths["mul_en"] == (1, False)
+    Fragment.get(top, None)  # elaborates (and so counts as used)
 
 
 def test_refusals():

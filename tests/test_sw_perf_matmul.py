@@ -8,6 +8,10 @@ import torch
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.sparse import pack_bitmask
 
+# Flush after the last token: S1..S4, n drain rows, bias and ReLU, three requantizer stages,
+# the code register and the Y write: n + 9.
+FLUSH = 9
+
 SHAPES = [(32, 128, 128), (32, 128, 512), (32, 512, 128), (128, 768, 768)]
 
 
@@ -15,8 +19,8 @@ SHAPES = [(32, 128, 128), (32, 128, 512), (32, 512, 128), (128, 768, 768)]
 def test_dense_closed_form(rows, k, cols):
     n = 16
     c = matmul_cycles(dense_masks(k, cols, n), rows, n)
-    # check + per row tile (prime 2 + one cycle per vector) + flush (4 stages + n rows + 2).
-    assert c.total == 1 + (rows // n) * (2 + (cols // n) * k) + n + 6
+    # check + per row tile (prime 2 + one cycle per vector) + flush.
+    assert c.total == 1 + (rows // n) * (2 + (cols // n) * k) + n + FLUSH
     assert c.mac == (rows // n) * (cols // n) * k
     assert c.skipped == 0 and c.stall == 0
     assert c.utilization >= 0.95
@@ -43,7 +47,7 @@ def test_all_zero_words_cost_one_cycle_each():
     masks[0, 5] = 0b1010  # one vector in word 1; words 0, 2, 3 are all zero
     c = matmul_cycles(masks, 4, n)
     # Words: 1 + 1 + 1 + 1 (the last word closes the tile with a zero token).
-    assert c.total == 1 + 2 + 4 + n + 6
+    assert c.total == 1 + 2 + 4 + n + FLUSH
     assert (c.mac, c.skipped, c.stall) == (1, 15, 0)
 
 
@@ -54,7 +58,7 @@ def test_short_tiles_wait_for_the_drain():
     c = matmul_cycles(masks, 4, n)
     # Closing tokens at stream cycles 0, 4, 8 (after 2 prime cycles the first is free).
     assert c.stall == 2 * (n - 1)
-    assert c.total == 1 + 2 + (1 + 2 * n) + n + 6
+    assert c.total == 1 + 2 + (1 + 2 * n) + n + FLUSH
 
 
 def test_packed_weights_and_masks_agree():

@@ -10,15 +10,16 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
-# output pass (beats + 4 pipeline stages + 1 output register).
-SOFTMAX_OVERHEAD = 11
+# output pass (beats + 4 pipeline stages + 3 requantizer stages + 1 output register).
+SOFTMAX_OVERHEAD = 14
 # LayerNorm: load pass (beats), variance (1) and inverse square root (2), output pass (beats + 3
 # pipeline stages + 1 output register).
 LAYERNORM_OVERHEAD = 7
 # Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
 # result register, result transfer.
 ENTROPY_OVERHEAD = 8
-RESIDUAL_LATENCY = 1
+# Residual add: sum register, three requantizer stages, output register (hw.residual.LATENCY).
+RESIDUAL_LATENCY = 5
 
 
 def _check_beats(beats):
@@ -45,5 +46,5 @@ def entropy_cycles(beats):
 
 def residual_cycles(beats):
     """Cycles from the first input beat to the last output beat of :class:`hw.residual.ResidualAdd`
-    (a stream with no row structure: one beat per cycle after one cycle of latency)."""
+    (a stream with no row structure: one beat per cycle after RESIDUAL_LATENCY cycles)."""
     return _check_beats(beats) + RESIDUAL_LATENCY
