@@ -12,12 +12,16 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
 # output pass (beats + 4 pipeline stages + 1 output register).
 SOFTMAX_OVERHEAD = 11
-# LayerNorm: load pass (beats), variance (1) and inverse square root (2), output pass (beats + 3
-# pipeline stages + 1 output register).
-LAYERNORM_OVERHEAD = 7
-# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
-# result register, result transfer.
-ENTROPY_OVERHEAD = 8
+# LayerNorm: load pass (beats), scale (10 cycles: the pass-1 pipeline drains and D and its
+# inverse square root settle while the first reads of pass 2 are still to come), output pass
+# (beats + 9 pipeline stages: read, codes, integers, L x, L x - S1, product with r1, z, gamma z,
+# y; + 1 output register).
+LAYERNORM_OVERHEAD = 19
+# Entropy: load pass (beats), sum pass (beats + 12 pipeline stages: read, codes, fixed point,
+# -d, u, three for 2^-u, e, term, two adder-tree stages; + 1 to leave), result (the reciprocal's
+# 4 stages, its output, the product with T, the shift: 7 cycles, the last loads the result
+# register), result transfer.
+ENTROPY_OVERHEAD = 21
 RESIDUAL_LATENCY = 1
 
 
