@@ -1,0 +1,62 @@
+"""The pipeline helpers: cuts with and without enable, delays, tree reductions in fixed stages."""
+
+import operator
+
+import pytest
+from amaranth.hdl import Module, Mux, Signal, signed
+from amaranth.sim import Simulator
+
+from hw.sfu_pipe import delay, register_cut, tree
+
+
+def _run(m, outputs, stimulus, cycles):
+    """Drive ``stimulus(i) -> [(signal, value)]`` each cycle; returns each output's values."""
+    seen = [[] for _ in outputs]
+
+    async def bench(ctx):
+        for i in range(cycles):
+            for sig, value in stimulus(i):
+                ctx.set(sig, value)
+            for o, values in zip(outputs, seen, strict=True):
+                values.append(ctx.get(o))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    return seen
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4, 5, 8, 16, 17])
+@pytest.mark.parametrize("stages", [1, 2, 3])
+def test_tree_sum_and_max_follow_inputs_by_stages(count, stages):
+    m = Module()
+    cut = register_cut(m)
+    xs = [Signal(signed(12), name=f"x{i}") for i in range(count)]
+    total = tree(cut, xs, operator.add, stages)
+    best = tree(cut, xs, lambda a, b: Mux(a > b, a, b), stages)
+    values = [[(31 * i + 17 * j) % 4001 - 2000 for j in range(count)] for i in range(12)]
+    sums, maxima = _run(m, [total, best], lambda i: zip(xs, values[i], strict=True), 12)
+    for i in range(12 - stages):
+        assert sums[i + stages] == sum(values[i])
+        assert maxima[i + stages] == max(values[i])
+
+
+def test_cut_with_enable_holds_and_delay_counts_cuts():
+    m = Module()
+    en = Signal()
+    x = Signal(8)
+    (held,) = register_cut(m, en)([x])
+    (late,) = delay(register_cut(m), [x], 3)
+    held_seen, late_seen = _run(m, [held, late], lambda i: [(x, i + 1), (en, i % 3 == 0)], 10)
+    assert late_seen[3:] == [1, 2, 3, 4, 5, 6, 7]
+    # Loaded with x in cycles 0, 3, 6 (x = 1, 4, 7), seen from the next cycle on.
+    assert held_seen == [0, 1, 1, 1, 4, 4, 4, 7, 7, 7]
+
+
+def test_bad_tree_arguments_are_refused():
+    with pytest.raises(ValueError, match="tree needs at least one value"):
+        tree(list, [], operator.add, 2)
+    with pytest.raises(ValueError, match="stages must be a positive integer, not 0"):
+        tree(list, [Signal()], operator.add, 0)
