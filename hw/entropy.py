@@ -21,6 +21,7 @@ from hw.sfu_math import (
     ENT_TERM_SHIFT,
     EXP_FRAC,
     EXP_TABLE_CUTS,
+    EXP_U_CUTS,
     LN2,
     LN_FRAC,
     RECIP_CUTS,
@@ -30,7 +31,7 @@ from hw.sfu_math import (
     ln_normalized,
     reciprocal,
 )
-from hw.sfu_pipe import delay, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout"]
 
@@ -40,9 +41,9 @@ H_BITS = LN_FRAC + 4
 # the cycles per row do not depend on n (each stage reduces ceil(log2 n) / 2 levels).
 MAX_TREE_STAGES = 2  # at most 2: see where pass 2 uses the maximum
 SUM_TREE_STAGES = 2
-# Cycles from final S and T to the result: the reciprocal, its output register, the product
-# with T (and the ln table), the shift (and ln S).
-RESULT_CYCLES = RECIP_CUTS + 3
+# Cycles from final S and T to the result: the reciprocal, the product with T (and the ln
+# table), the shift (and ln S).
+RESULT_CYCLES = RECIP_CUTS + MUL_CUTS + 1
 
 
 def result_layout():
@@ -175,8 +176,9 @@ class EntropyExit(wiring.Component):
         # the next cycle, and its first value reaches the subtraction (stage D) 3 cycles later.
 
         # Pass 2: A: read issued (valid_a) | B: the codes read | C: x in fixed point |
-        # D: -d = max - x | E: u | F, G, H: 2^-u (tables twice, product, shift) | I: e, masked to
-        # the valid lanes | J: the term (-d) e | the beat's sums (SUM_TREE_STAGES) | accumulate.
+        # D: -d = max - x | u (EXP_U_CUTS) | 2^-u (EXP_TABLE_CUTS: tables twice, product, shift) |
+        # I: e, masked to the valid lanes | the term (-d) e (MUL_CUTS) | the beat's sums
+        # (SUM_TREE_STAGES) | accumulate.
         flight = []  # every stage's valid bit: the pass is over when all are low
 
         def stage(v, signals, cycles=1):
@@ -196,37 +198,36 @@ class EntropyExit(wiring.Component):
         negd = [Signal(dbits, name=f"negd{j}") for j in range(n)]
         m.d.comb += [negd[j].eq(mx - x_c[j]) for j in range(n)]
         valid_d, (ok_d, *negd_d) = stage(valid_c, [ok_c, *negd])
-        us = exp_neg_u_abs(m, "exp", negd_d, fx.frac_bits)
-        valid_e, (ok_e, *rest) = stage(valid_d, [ok_d, *negd_d, *us])
-        negd_e, u_e = rest[:n], rest[n:]
-        es = exp_neg_table(m, "exp", u_e, cut)
+        us = exp_neg_u_abs(m, "exp", negd_d, fx.frac_bits, cut)
+        valid_e, (ok_e, *negd_e) = stage(valid_d, [ok_d, *negd_d], EXP_U_CUTS)
+        es = exp_neg_table(m, "exp", us, cut)
         valid_h, (ok_h, *negd_h) = stage(valid_e, [ok_e, *negd_e], EXP_TABLE_CUTS)
         e_m = [Signal(EXP_FRAC + 1, name=f"e_m{j}") for j in range(n)]
         m.d.comb += [e_m[j].eq(Mux(ok_h[j], es[j], 0)) for j in range(n)]
         valid_i, rest = stage(valid_h, [*e_m, *negd_h])
         e_i, negd_i = rest[:n], rest[n:]
         terms = [Signal(tbits, name=f"term{j}") for j in range(n)]
-        m.d.comb += [terms[j].eq((negd_i[j] * e_i[j]) >> ENT_TERM_SHIFT) for j in range(n)]
-        valid_j, rest = stage(valid_i, [*e_i, *terms])
-        e_j, term_j = rest[:n], rest[n:]
+        m.d.comb += [terms[j].eq(mul(cut, negd_i[j], e_i[j]) >> ENT_TERM_SHIFT)
+                     for j in range(n)]
+        valid_j, e_j = stage(valid_i, e_i, MUL_CUTS)
         beat_s = tree(cut, e_j, operator.add, SUM_TREE_STAGES)
-        beat_t = tree(cut, term_j, operator.add, SUM_TREE_STAGES)
+        beat_t = tree(cut, terms, operator.add, SUM_TREE_STAGES)
         valid_sum, _ = stage(valid_j, [], SUM_TREE_STAGES)
         in_flight = Cat(*flight).any()
 
         # Result, once S and T are final (the stages run freely; the FSM waits RESULT_CYCLES):
         # H = (k - EXP_FRAC) ln 2 + ln(s) + T r1 / 2^(k + const).
-        recip_r1, recip_k, recip_s = reciprocal(m, "recip", s, cut=cut)
-        r1, k, s_norm = cut([recip_r1, recip_k, recip_s])
+        r1, k, s_norm = reciprocal(m, "recip", s, cut=cut)
         const = fx.frac_bits - ENT_TERM_SHIFT + RECIP_FRAC - LN_FRAC + EXP_FRAC
         over = Signal(range(len(s)))
         m.d.comb += over.eq(k - EXP_FRAC)
         prod = Signal(len(t) + len(r1))
-        m.d.comb += prod.eq(t * r1)
-        over_p, prod_p, ln_p = cut([over, prod, ln_normalized(m, "ln", s_norm)])
+        m.d.comb += prod.eq(mul(cut, t, r1))
+        # The ln table is read into a register (a block RAM), then waits for the product.
+        over_p, ln_p = delay(cut, [over, ln_normalized(m, "ln", s_norm)], MUL_CUTS)
         ratio = Signal(H_BITS)
         ln_s = Signal(H_BITS + 1)
-        m.d.comb += [ratio.eq(prod_p >> (over_p + const)), ln_s.eq(over_p * LN2 + ln_p)]
+        m.d.comb += [ratio.eq(prod >> (over_p + const)), ln_s.eq(over_p * LN2 + ln_p)]
         ratio_q, ln_q = cut([ratio, ln_s])
         h = Signal(H_BITS)
         m.d.comb += h.eq(ln_q + ratio_q)

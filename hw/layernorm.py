@@ -21,7 +21,7 @@ from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 from hw.sfu_common import check_lanes, check_row
 from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
-from hw.sfu_pipe import delay, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
@@ -30,10 +30,10 @@ EPS_BITS = 24
 # not depend on n (each stage adds ceil(log2 n) / 2 levels).
 SUM_TREE_STAGES = 2
 # Cycles between the last input beat and the first read of pass 2. S1 and S2 are final
-# 3 + SUM_TREE_STAGES cycles after the last beat, r1 and j another 4 + RSQRT_CUTS cycles later
-# (three stages for D, the inverse square root, its output register), when the first value
-# read in pass 2 reaches the product with r1 (stage F, 6 cycles after the read is issued).
-NORM_CYCLES = SUM_TREE_STAGES + RSQRT_CUTS + 1
+# 3 + SUM_TREE_STAGES cycles after the last beat, r1 and j another 2 MUL_CUTS + 1 + RSQRT_CUTS
+# cycles later (D, then its inverse square root), when the first value read in pass 2 reaches
+# the product with r1 (5 cycles after the read is issued).
+NORM_CYCLES = SUM_TREE_STAGES + 2 * MUL_CUTS + RSQRT_CUTS - 2
 
 
 def af_integer(m, fmt, code, name):
@@ -156,28 +156,31 @@ class LayerNorm(wiring.Component):
                 m.d.sync += [s1.eq(s1 + beat_s1), s2.eq(s2 + beat_s2)]
 
         # The scale, free-running from S1 and S2 (stable from the end of pass 1 to the end of
-        # pass 2): V1: L S2, S1^2, L^2 | V2: L S2 - S1^2, L^2 eps | V3: D = L^2 (var + eps), at
-        # least 1 | its inverse square root (RSQRT_CUTS) | r1, j registered.
+        # pass 2): L S2, S1^2, L^2 (MUL_CUTS) | L S2 - S1^2, L^2 eps (MUL_CUTS) | D = L^2 (var +
+        # eps), at least 1 | its inverse square root (RSQRT_CUTS).
         dbits = len(length) + len(s2) + 2
-        ls2, s1s1, ll = free([length * s2, s1 * s1, length * length])
+        ls2, s1s1, ll = (mul(free, length, s2), mul(free, s1, s1), mul(free, length, length))
         diff_v = Signal(signed(dbits))
         m.d.comb += diff_v.eq(ls2 - s1s1)
-        diff_v, lle = free([diff_v, ll * self.eps])
+        lle = mul(free, ll, self.eps)
+        (diff_v,) = delay(free, [diff_v], MUL_CUTS)
         dsum = Signal(signed(dbits + len(length) + EPS_BITS))
         m.d.comb += dsum.eq(diff_v + lle)
         dval = Signal(dbits - 1)
         m.d.comb += dval.eq(Mux(dsum < 1, 1, dsum))
         (dval,) = free([dval])
-        r1, j = free(list(rsqrt(m, "rsqrt", dval, cut=free)))
+        r1, j = rsqrt(m, "rsqrt", dval, cut=free)
 
         # Pass 2, advancing when ``en``: A: read issued (valid_a) | B: the codes read |
-        # C: x, gamma, beta as integers | D: L x | E: L x - S1 | F: (L x - S1) r1 | G: z |
-        # H: gamma z, beta aligned | I: y = gamma z + beta | requantize into the output register.
+        # C: x, gamma, beta as integers | D: L x | E: L x - S1 | (L x - S1) r1 (MUL_CUTS) | G: z |
+        # gamma z (MUL_CUTS), beta aligned | I: y = gamma z + beta | requantize into the output
+        # register.
         flight = []  # every stage's valid bit: the pass is over when all are low
 
-        def stage(v, signals):
-            v, *signals = held([v, *signals])
-            flight.append(v)
+        def stage(v, signals, cycles=1):
+            for _ in range(cycles):
+                v, *signals = held([v, *signals])
+                flight.append(v)
             return v, signals
 
         valid_a = Signal()
@@ -196,8 +199,9 @@ class LayerNorm(wiring.Component):
         lx, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
         valid_e, rest = stage(valid_d, [*[x - s1 for x in lx], *gs, *bs])
         centred, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
-        valid_f, rest = stage(valid_e, [*[c * r1 for c in centred], *gs, *bs])
-        prods, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
+        prods = [mul(held, c, r1) for c in centred]
+        valid_f, rest = stage(valid_e, [*gs, *bs], MUL_CUTS)
+        gs, bs = rest[:n], rest[n:]
         zbits = LN_Z_FRAC + (lbits + 1) // 2 + 3
         zs = []
         for k in range(n):
@@ -208,9 +212,8 @@ class LayerNorm(wiring.Component):
         zs, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
         bshift = Signal(range(LN_Z_FRAC + 2 * fmt.bias_max + 1))
         m.d.comb += bshift.eq(self.bias_beta + LN_Z_FRAC - self.bias_gamma)
-        valid_h, rest = stage(valid_g, [*[g * z for g, z in zip(gs, zs, strict=True)],
-                                        *[b << bshift for b in bs]])
-        gz, bb = rest[:n], rest[n:]
+        gz = [mul(held, g, z) for g, z in zip(gs, zs, strict=True)]
+        valid_h, bb = stage(valid_g, [b << bshift for b in bs], MUL_CUTS)
         ys = []
         for k in range(n):
             y = Signal(signed(xbits + zbits + 1), name=f"y{k}")

@@ -1,12 +1,14 @@
-"""The pipeline helpers: cuts with and without enable, delays, tree reductions in fixed stages."""
+"""The pipeline helpers: cuts with and without enable, delays, tree reductions in fixed stages,
+the chunked multiplier."""
 
 import operator
+import random
 
 import pytest
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.sfu_pipe import delay, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
 
 def _run(m, outputs, stimulus, cycles):
@@ -60,3 +62,20 @@ def test_bad_tree_arguments_are_refused():
         tree(list, [], operator.add, 2)
     with pytest.raises(ValueError, match="stages must be a positive integer, not 0"):
         tree(list, [Signal()], operator.add, 0)
+
+
+@pytest.mark.parametrize(("wa", "sa", "wb", "sb"), [
+    (5, False, 7, False), (17, False, 17, False), (18, False, 35, False), (38, False, 21, False),
+    (24, True, 24, True), (25, True, 22, False), (14, True, 24, True), (11, False, 36, False),
+    (22, False, 24, True)])
+def test_mul_is_exact_after_its_cuts(wa, sa, wb, sb):
+    m = Module()
+    a, b = Signal(signed(wa) if sa else wa), Signal(signed(wb) if sb else wb)
+    p = mul(register_cut(m), a, b)
+    lo_a, hi_a = (-(1 << (wa - 1)), (1 << (wa - 1)) - 1) if sa else (0, (1 << wa) - 1)
+    lo_b, hi_b = (-(1 << (wb - 1)), (1 << (wb - 1)) - 1) if sb else (0, (1 << wb) - 1)
+    rng = random.Random(wa * 100 + wb)
+    pairs = [(lo_a, lo_b), (hi_a, hi_b), (lo_a, hi_b), (hi_a, lo_b), (0, hi_b)]
+    pairs += [(rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)) for _ in range(40)]
+    (got,) = _run(m, [p], lambda i: [(a, pairs[i % 45][0]), (b, pairs[i % 45][1])], 47)
+    assert got[MUL_CUTS:] == [x * y for x, y in pairs]

@@ -12,16 +12,16 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
 # output pass (beats + 4 pipeline stages + 1 output register).
 SOFTMAX_OVERHEAD = 11
-# LayerNorm: load pass (beats), scale (10 cycles: the pass-1 pipeline drains and D and its
-# inverse square root settle while the first reads of pass 2 are still to come), output pass
-# (beats + 9 pipeline stages: read, codes, integers, L x, L x - S1, product with r1, z, gamma z,
-# y; + 1 output register).
-LAYERNORM_OVERHEAD = 19
-# Entropy: load pass (beats), sum pass (beats + 12 pipeline stages: read, codes, fixed point,
-# -d, u, three for 2^-u, e, term, two adder-tree stages; + 1 to leave), result (the reciprocal's
-# 4 stages, its output, the product with T, the shift: 7 cycles, the last loads the result
-# register), result transfer.
-ENTROPY_OVERHEAD = 21
+# LayerNorm: load pass (beats), scale (14 cycles: the pass-1 pipeline drains, D and its inverse
+# square root settle while the first reads of pass 2 are under way), output pass (beats + 11
+# pipeline stages: read, codes, integers, L x, L x - S1, two for the product with r1, z, two
+# for gamma z, y; + 1 output register).
+LAYERNORM_OVERHEAD = 26
+# Entropy: load pass (beats), sum pass (beats + 15 pipeline stages: read, codes, fixed point,
+# -d, two for u, four for 2^-u, e, two for the term, two adder-tree stages; + 1 to leave), result
+# (10 cycles: the reciprocal's 7 stages, two for the product with T, the shift; the last loads
+# the result register), result transfer.
+ENTROPY_OVERHEAD = 27
 RESIDUAL_LATENCY = 1
 
 
