@@ -11,7 +11,7 @@ number ``X`` with ``F = -min(shift_min, 0)`` fractional bits; from its leading o
 sticky bits. No intermediate is wider than ``2X``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -19,20 +19,48 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
-__all__ = ["AFRequantCore", "leading_one"]
+__all__ = ["AFRequantCore", "DEFAULT_STAGES", "MAX_STAGES", "leading_one"]
 
 
 def leading_one(m, value, name):
-    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0), as a Signal."""
+    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0), as a Signal.
+
+    A binary tree (log2 levels of 2:1 multiplexers), not a priority chain as long as ``value``.
+    """
     idx = Signal(range(max(len(value), 2)), name=name)
-    for i in range(len(value)):
-        with m.If(value[i]):
-            m.d.comb += idx.eq(i)
+    width = 1 << len(idx)
+
+    def tree(v):
+        # (any bit set, index of the leading one) of a power-of-two-wide v.
+        if len(v) == 2:
+            return v.any(), v[1]
+        half = len(v) // 2
+        any_lo, idx_lo = tree(v[:half])
+        any_hi, idx_hi = tree(v[half:])
+        return any_lo | any_hi, Cat(Mux(any_hi, idx_hi, idx_lo), any_hi)
+
+    _, found = tree(Cat(value, Const(0, width - len(value))))
+    m.d.comb += idx.eq(found)
     return idx
 
 
+# Where the pipeline registers go for each ``stages``. The cuts, in data-flow order: "pre" after
+# |value| and the pre-shift, "lead" after the leading one, ``exp`` and the right-shift amount,
+# "round" after the right shift (significand, half and sticky bits), "out" on the code.
+_CUTS_FOR_STAGES = {
+    0: (),
+    1: ("lead",),
+    2: ("pre", "round"),
+    3: ("pre", "lead", "round"),
+    4: ("pre", "lead", "round", "out"),
+}
+MAX_STAGES = max(_CUTS_FOR_STAGES)
+# The registered block's pipeline depth: meets 100 MHz on the ECP5-8 (docs/flows.md).
+DEFAULT_STAGES = 3
+
+
 class AFRequantCore(wiring.Component):
-    """Combinational requantizer: ``code = round_to_code(value < 0, |value|, shift)``.
+    """Requantizer: ``code = round_to_code(value < 0, |value|, shift)``, optionally pipelined.
 
     Parameters
     ----------
@@ -42,6 +70,11 @@ class AFRequantCore(wiring.Component):
         Width of the signed input ``value``.
     shift_min, shift_max : int
         Range of ``shift`` the instance must support (checked at construction).
+    stages : int
+        Pipeline registers, ``0 ..`` :data:`MAX_STAGES`. 0 is combinational. The registers go,
+        in this order of preference, after the leading-one detector (1 stage), after the
+        pre-shift and after the right shift with its round and sticky bits (2), all three (3),
+        and on the output code as well (4, so that ``code`` comes straight from a register).
 
     Attributes
     ----------
@@ -50,16 +83,23 @@ class AFRequantCore(wiring.Component):
     shift : Signal(signed(...)), in
         Power-of-two scale of ``value`` relative to the output's unit; must lie in
         ``shift_min .. shift_max``.
+    en : Signal(1, init=1), in
+        Clock enable: every pipeline register loads only in a cycle with ``en`` high, so the
+        whole pipeline stalls while it is low (a stream user drives ``~valid | ready`` of its
+        output). Ignored when ``stages`` is 0; left undriven it stays 1.
     code : Signal(fmt.n_bits), out
-        Requantized code.
+        Requantized code of the ``value``/``shift`` pair present at the ``latency``-th most
+        recent clock edge with ``en`` high (the current pair when ``latency`` is 0).
+    latency : int
+        Clock edges with ``en`` high from input to ``code``: equal to ``stages``.
     """
 
-    def __init__(self, *, fmt: AFFormat = DEFAULT_AF, in_width, shift_min, shift_max):
+    def __init__(self, *, fmt: AFFormat = DEFAULT_AF, in_width, shift_min, shift_max, stages=0):
         with checked_construction(self):
             if not isinstance(fmt, AFFormat):
                 raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
             for name, v in (("in_width", in_width), ("shift_min", shift_min),
-                            ("shift_max", shift_max)):
+                            ("shift_max", shift_max), ("stages", stages)):
                 if not isinstance(v, int) or isinstance(v, bool):
                     raise TypeError(f"{name} must be an integer, not {v!r}")
             if not 2 <= in_width <= 128:
@@ -71,13 +111,17 @@ class AFRequantCore(wiring.Component):
                 raise ValueError(
                     f"shift range {shift_min}..{shift_max} is wider than 128; the pre-shifter "
                     f"would be impractically wide")
+            if stages not in _CUTS_FOR_STAGES:
+                raise ValueError(f"stages must be in 0..{MAX_STAGES}, not {stages}")
         self._fmt = fmt
         self._in_width = in_width
         self._shift_min = shift_min
         self._shift_max = shift_max
+        self._stages = stages
         super().__init__({
             "value": In(signed(in_width)),
             "shift": In(signed(max(abs(shift_min), abs(shift_max)).bit_length() + 1)),
+            "en": In(1, init=1),
             "code": Out(fmt.n_bits),
         })
 
@@ -93,15 +137,37 @@ class AFRequantCore(wiring.Component):
     def shift_range(self):
         return self._shift_min, self._shift_max
 
+    @property
+    def stages(self):
+        return self._stages
+
+    @property
+    def latency(self):
+        return self._stages
+
     def elaborate(self, platform):
         m = Module()
         fmt = self._fmt
         mb = fmt.man_bits
         base = min(self._shift_min, 0)
         frac = -base
+        cuts = _CUTS_FOR_STAGES[self._stages]
 
+        def cut(name, **values):
+            """The values after cut ``name``: registered (loaded when ``en``) if it is used."""
+            if name not in cuts:
+                return values.values()
+            regs = []
+            for key, v in values.items():
+                r = Signal(Value.cast(v).shape(), name=f"{key}_{name}")
+                with m.If(self.en):
+                    m.d.sync += r.eq(v)
+                regs.append(r)
+            return regs
+
+        sign = self.value < 0
         mag = Signal(self._in_width)
-        m.d.comb += mag.eq(Mux(self.value < 0, -self.value, self.value))
+        m.d.comb += mag.eq(Mux(sign, -self.value, self.value))
         # X = |value| << (shift - base), written as a right shift of |value| << (shift_max - base)
         # so that no intermediate is wider than X (a variable left shift by an n-bit amount
         # would be 2^n - 1 bits wider).
@@ -110,14 +176,16 @@ class AFRequantCore(wiring.Component):
         m.d.comb += unpre.eq(self._shift_max - self.shift)
         x = Signal(self._in_width + span)
         m.d.comb += x.eq(Cat(Const(0, span), mag) >> unpre)
-        lead = leading_one(m, x, "lead")
+        x, sign = cut("pre", x=x, sign=sign)
 
+        lead = leading_one(m, x, "lead")
         # exp = max(0, floor(log2 V) - M) with floor(log2 V) = lead - F.
         exp = Signal(range(len(x) + 1))
         with m.If(lead > frac + mb):
             m.d.comb += exp.eq(lead - frac - mb)
         rshift = Signal(range(len(x) + frac + 1))
         m.d.comb += rshift.eq(exp + frac)
+        x, sign, exp, rshift = cut("lead", x=x, sign=sign, exp=exp, rshift=rshift)
 
         # Significand q = floor(X >> rshift) with round (half) and sticky bits: shifting 2X by
         # rshift leaves the half bit as bit 0; the sticky bits are those of 2X below rshift.
@@ -130,18 +198,6 @@ class AFRequantCore(wiring.Component):
         mask = Signal(len(x2))
         m.d.comb += mask.eq(Cat(rshift > i for i in range(len(x2))))
         sticky = (x2 & mask) != 0
-        half, lsb = shifted[0], shifted[1]
-        q = Signal(mb + 2)
-        m.d.comb += q.eq(shifted[1:mb + 3] + (half & (sticky | lsb)))
-
-        # Carry out of the significand: 2^(M+1) becomes 2^M one binade up.
-        exp_c = Signal(len(exp) + 1)
-        q_c = Signal(mb + 1)
-        with m.If(q[mb + 1]):
-            m.d.comb += [exp_c.eq(exp + 1), q_c.eq(1 << mb)]
-        with m.Else():
-            m.d.comb += [exp_c.eq(exp), q_c.eq(q[:mb + 1])]
-
         # Binade 0 below 2^M + 1: nearer of 0 and 2^M + 1; the midpoint ties to zero.
         # 2V compared with 2^M + 1: twice = floor(2V), dropped = any bit below.
         twice = Signal(len(x) + 1)
@@ -151,30 +207,47 @@ class AFRequantCore(wiring.Component):
             m.d.comb += dropped.eq(x[:frac - 1] != 0 if frac > 1 else 0)
         else:
             m.d.comb += [twice.eq(x << 1), dropped.eq(0)]
-        small = (exp_c == 0) & (q_c <= (1 << mb))
         nearer_min = (twice > (1 << mb) + 1) | ((twice == (1 << mb) + 1) & dropped)
+        top, sticky, nearer_min, sign, exp = cut(
+            "round", top=shifted[:mb + 3], sticky=sticky, nearer_min=nearer_min, sign=sign,
+            exp=exp)
 
-        sign = self.value < 0
+        half, lsb = top[0], top[1]
+        q = Signal(mb + 2)
+        m.d.comb += q.eq(top[1:mb + 3] + (half & (sticky | lsb)))
+        # Carry out of the significand: 2^(M+1) becomes 2^M one binade up.
+        exp_c = Signal(len(exp) + 1)
+        q_c = Signal(mb + 1)
+        with m.If(q[mb + 1]):
+            m.d.comb += [exp_c.eq(exp + 1), q_c.eq(1 << mb)]
+        with m.Else():
+            m.d.comb += [exp_c.eq(exp), q_c.eq(q[:mb + 1])]
+        small = (exp_c == 0) & (q_c <= (1 << mb))
+
+        code = Signal(fmt.n_bits)
         with m.If(small):
             with m.If(nearer_min):
-                m.d.comb += self.code.eq(Cat(Const(1, mb), Const(0, fmt.exp_bits), sign))
+                m.d.comb += code.eq(Cat(Const(1, mb), Const(0, fmt.exp_bits), sign))
             with m.Else():
-                m.d.comb += self.code.eq(0)
+                m.d.comb += code.eq(0)
         with m.Elif(exp_c > fmt.exp_max):
-            m.d.comb += self.code.eq(Cat(Const((1 << mb) - 1, mb), Const(fmt.exp_max, fmt.exp_bits),
-                                         sign))
+            m.d.comb += code.eq(Cat(Const((1 << mb) - 1, mb), Const(fmt.exp_max, fmt.exp_bits),
+                                    sign))
         with m.Else():
-            m.d.comb += self.code.eq(Cat(q_c[:mb], exp_c[:fmt.exp_bits], sign))
+            m.d.comb += code.eq(Cat(q_c[:mb], exp_c[:fmt.exp_bits], sign))
+        (code,) = cut("out", code=code)
+        m.d.comb += self.code.eq(code)
         return m
 
 
 def _selfcheck(**params):
     import torch
 
-    from hw.selfcheck import run_comb
+    from hw.selfcheck import run_pipelined
     from sw.adaptivfloat import round_to_code
 
     in_width = params.pop("in_width")
+    stages = params.pop("stages")
     fmt = AFFormat(**params)
     lo, hi = _matmul_shift_range(fmt)
     g = torch.Generator().manual_seed(2)
@@ -184,9 +257,10 @@ def _selfcheck(**params):
     value = value >> torch.randint(0, in_width - 1, (count,), generator=g)
     shift = torch.randint(lo, hi + 1, (count,), generator=g)
     expected = round_to_code(value < 0, value.abs(), shift, fmt)
-    dut = AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi)
-    n = run_comb(dut, {"value": value, "shift": shift}, {"code": expected})
-    return f"{n} random values over shifts {lo}..{hi} equal the golden round_to_code"
+    dut = AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi, stages=stages)
+    n = run_pipelined(dut, {"value": value, "shift": shift}, {"code": expected})
+    return (f"{n} random values over shifts {lo}..{hi} equal the golden round_to_code "
+            f"({stages} stages, random stalls)")
 
 
 def _matmul_shift_range(fmt):
@@ -195,15 +269,16 @@ def _matmul_shift_range(fmt):
             2 * fmt.bias_max + fmt.offset - fmt.man_bits)
 
 
-def _build(in_width, **p):
+def _build(in_width, stages, **p):
     fmt = AFFormat(**p)
     lo, hi = _matmul_shift_range(fmt)
-    return AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi)
+    return AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi, stages=stages)
 
 
 register_block(
     "af_requant", "AdaptivFloat requantizer core (round to nearest, ties to even, saturate)",
     build=_build,
     selfcheck=_selfcheck,
-    params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "in_width": 40},
+    params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "in_width": 40,
+            "stages": DEFAULT_STAGES},
 )

@@ -1,4 +1,4 @@
-"""P copies of a combinational block side by side, for fast simulator tests of its Verilog.
+"""P copies of a block side by side, for fast simulator tests of its Verilog.
 
 :class:`LaneGroup` puts several such wrappers into one design, ports prefixed by part name,
 so that several blocks share one simulator build (a Verilator build takes about a minute).
@@ -9,6 +9,11 @@ A testbench drives one wide bus per port instead of one lane at a time, so P ope
 are checked per simulator step. :class:`Lanes` concatenates lane ``i``'s port ``x`` into bits
 ``i*w .. (i+1)*w - 1`` of the wrapper's port ``x``; :func:`pack` and :func:`unpack` convert
 between those buses and lists of integers (signed ports are returned signed).
+
+A pipelined lane component (one with a ``latency`` attribute above 0 and, optionally, a clock
+enable port ``en``) is tested clocked: :attr:`Lanes.timing` tells the testbench each output's
+latency and enable port, and the testbench stalls the pipelines at random (see
+:mod:`sim.tb_lanes`).
 """
 
 import json
@@ -23,12 +28,14 @@ __all__ = ["Lanes", "LaneGroup", "pack", "unpack", "run_vectors", "run_lanes"]
 
 
 class Lanes(wiring.Component):
-    """``lanes`` instances of a combinational component with flat ports, buses concatenated.
+    """``lanes`` instances of a component with flat ports, buses concatenated.
 
     Parameters
     ----------
     make : callable
-        Returns a new instance of the lane component (every port a plain ``In``/``Out`` shape).
+        Returns a new instance of the lane component (every port a plain ``In``/``Out`` shape):
+        combinational, or pipelined with a ``latency`` attribute and an optional clock enable
+        ``en``.
     lanes : int
         Number of instances.
 
@@ -38,6 +45,8 @@ class Lanes(wiring.Component):
         For each port of the lane component, lane ``i``'s value in bits ``i*width`` upwards.
     widths : dict
         ``{port: (width, signed)}`` of one lane, for :func:`pack` / :func:`unpack`.
+    timing : dict
+        ``{output port: (latency, enable port or None)}`` of one lane.
     """
 
     def __init__(self, *, make, lanes):
@@ -56,6 +65,10 @@ class Lanes(wiring.Component):
             self.widths[name] = (shape.width, shape.signed)
             direction = In if member.flow == wiring.In else Out
             members[name] = direction(lanes * shape.width)
+        latency = getattr(self._cores[0], "latency", 0)
+        enable = "en" if latency and "en" in members else None
+        self.timing = {name: (latency, enable) for name, member in members.items()
+                       if member.flow == wiring.Out}
         super().__init__(members)
 
     @property
@@ -90,6 +103,8 @@ class LaneGroup(wiring.Component):
         The parts' buses.
     widths : dict
         ``{<part>_<port>: (width, signed)}`` of one lane.
+    timing : dict
+        ``{<part>_<output>: (latency, <part>_<enable> or None)}`` of one lane.
     """
 
     def __init__(self, *, parts):
@@ -100,6 +115,8 @@ class LaneGroup(wiring.Component):
                 raise ValueError("every part must have the same number of lanes")
         self._parts = dict(parts)
         self.widths = {f"{pn}_{name}": w for pn, p in parts.items() for name, w in p.widths.items()}
+        self.timing = {f"{pn}_{name}": (lat, en and f"{pn}_{en}")
+                       for pn, p in parts.items() for name, (lat, en) in p.timing.items()}
         members = {f"{pn}_{name}": member for pn, p in parts.items()
                    for name, member in p.signature.members.items()}
         super().__init__(members)
@@ -146,7 +163,8 @@ def run_vectors(top, inputs, expected, *, name, workdir, simulator="icarus", reb
     """Compare a :class:`Lanes` or :class:`LaneGroup` design with golden outputs under cocotb.
 
     ``inputs`` and ``expected`` map port names of ``top`` to equally long sequences of integers
-    (the golden outputs computed by the caller); ports not named are left undriven or unread.
+    (the golden outputs computed by the caller); ports not named are left undriven or unread
+    (except the clock enables of pipelined parts, which the testbench toggles).
     The vectors are written to ``workdir``; the design is built once per simulator and Verilog
     text (see :func:`sim.runner.run_cocotb`; ``rebuild`` discards a cached build first).
     Raises ``AssertionError`` on the first mismatch, naming the inputs; returns the runner's
@@ -167,8 +185,8 @@ def run_vectors(top, inputs, expected, *, name, workdir, simulator="icarus", reb
     count = len(next(iter(inputs.values())))
     path = Path(workdir) / f"{name}-{simulator}-vectors.json"
     path.write_text(json.dumps({
-        "name": name, "lanes": top.lanes, "widths": top.widths, "inputs": inputs,
-        "expected": expected,
+        "name": name, "lanes": top.lanes, "widths": top.widths, "timing": top.timing,
+        "inputs": inputs, "expected": expected,
     }))
     result = run_cocotb(top, name, "sim.tb_lanes", simulator=simulator,
                         params={"vectors": str(path.resolve())}, rebuild=rebuild)

@@ -7,10 +7,10 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment, Module, Signal
 from amaranth.sim import Simulator
 
-from hw.af_requant import AFRequantCore, leading_one
+from hw.af_requant import MAX_STAGES, AFRequantCore, leading_one
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import blocks
-from hw.selfcheck import run_comb
+from hw.selfcheck import run_comb, run_pipelined
 from sw.adaptivfloat import round_to_code
 
 
@@ -52,8 +52,30 @@ def test_other_formats_and_shift_ranges(fmt, in_width, lo, hi):
     assert run_comb(dut, {"value": v, "shift": s}, {"code": expected}) == len(v)
 
 
+@pytest.mark.parametrize("stages", range(1, MAX_STAGES + 1))
+def test_pipelined_with_random_stalls(stages):
+    # Every pipeline depth, with en low in about 30 % of the cycles: the code must equal the
+    # golden one of the input taken `latency` enabled cycles earlier, and hold while stalled.
+    fmt = DEFAULT_AF
+    v, s = _random(40, -21, 0, 600, seed=stages)
+    dut = AFRequantCore(fmt=fmt, in_width=40, shift_min=-21, shift_max=0, stages=stages)
+    assert dut.latency == dut.stages == stages
+    expected = round_to_code(v < 0, v.abs(), s, fmt)
+    assert run_pipelined(dut, {"value": v, "shift": s}, {"code": expected},
+                         seed=stages) == len(v)
+
+
+def test_pipelined_other_format():
+    fmt = AFFormat(n_bits=6, exp_bits=2, offset=-3, bias_bits=2)
+    v, s = _random(12, -14, 2, 400, seed=5)
+    dut = AFRequantCore(fmt=fmt, in_width=12, shift_min=-14, shift_max=2, stages=2)
+    expected = round_to_code(v < 0, v.abs(), s, fmt)
+    assert run_pipelined(dut, {"value": v, "shift": s}, {"code": expected}) == len(v)
+
+
 def test_ports():
     dut = AFRequantCore(in_width=40, shift_min=-21, shift_max=0)
+    assert dut.latency == 0 and len(dut.en) == 1
     assert (len(dut.value), len(dut.code)) == (40, 8)
     assert dut.value.shape().signed and dut.shift.shape().signed
     assert dut.shift_range == (-21, 0) and dut.in_width == 40
@@ -72,6 +94,9 @@ def test_ports():
      r"shift range -100\.\.29 is wider than 128; the pre-shifter would be impractically wide"),
     ({"shift_min": None}, TypeError, r"shift_min must be an integer, not None"),
     ({"fmt": "af8"}, TypeError, r"fmt must be an AFFormat, not 'af8'"),
+    ({"stages": 5}, ValueError, r"stages must be in 0\.\.4, not 5"),
+    ({"stages": -1}, ValueError, r"stages must be in 0\.\.4, not -1"),
+    ({"stages": True}, TypeError, r"stages must be an integer, not True"),
 ])
 def test_impossible_parameters_are_refused(kwargs, exc, msg):
     args = {"in_width": 40, "shift_min": -21, "shift_max": 0, **kwargs}
@@ -83,7 +108,7 @@ def test_impossible_parameters_are_refused(kwargs, exc, msg):
 def test_registered_block_builds_and_self_checks():
     block = blocks()["af_requant"]
     top = block.build(**block.params)
-    assert isinstance(top, AFRequantCore)
+    assert isinstance(top, AFRequantCore) and top.latency == block.params["stages"] > 0
     assert "module af_requant(" in verilog.convert(top, name="af_requant", emit_src=False)
     assert "3000 random values over shifts -21..0" in block.selfcheck(**block.params)
 
