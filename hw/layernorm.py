@@ -29,6 +29,9 @@ EPS_BITS = 24
 # Pipeline stages of the adder trees that sum a beat in pass 1: fixed, so the cycles per row do
 # not depend on n (each stage adds ceil(log2 n) / 2 levels).
 SUM_TREE_STAGES = 2
+# Pipeline stages of the requantizer (hw/af_requant.py): three cut it into pieces that each fit
+# 10 ns on the ECP5-8.
+REQUANT_STAGES = 3
 # Cycles between the last input beat and the first read of pass 2. S1 and S2 are final
 # 3 + SUM_TREE_STAGES cycles after the last beat, r1 and j another 2 MUL_CUTS + 1 + RSQRT_CUTS
 # cycles later (D, then its inverse square root), when the first value read in pass 2 reaches
@@ -173,8 +176,8 @@ class LayerNorm(wiring.Component):
 
         # Pass 2, advancing when ``en``: A: read issued (valid_a) | B: the codes read |
         # C: x, gamma, beta as integers | D: L x | E: L x - S1 | (L x - S1) r1 (MUL_CUTS) | G: z |
-        # gamma z (MUL_CUTS), beta aligned | I: y = gamma z + beta | requantize into the output
-        # register.
+        # gamma z (MUL_CUTS), beta aligned | I: y = gamma z + beta | requantize (REQUANT_STAGES)
+        # into the output register.
         flight = []  # every stage's valid bit: the pass is over when all are low
 
         def stage(v, signals, cycles=1):
@@ -220,7 +223,6 @@ class LayerNorm(wiring.Component):
             m.d.comb += y.eq(gz[k] + bb[k])
             ys.append(y)
         valid_i, ys = stage(valid_h, ys)
-        in_flight = Cat(*flight).any()
 
         shift = Signal(signed(8))
         m.d.comb += shift.eq(self.bias_gamma - self.bias_out - LN_Z_FRAC)
@@ -228,10 +230,12 @@ class LayerNorm(wiring.Component):
         for k in range(n):
             rq = AFRequantCore(fmt=fmt, in_width=len(ys[k]),
                                shift_min=-fmt.bias_max - LN_Z_FRAC,
-                               shift_max=fmt.bias_max - LN_Z_FRAC)
+                               shift_max=fmt.bias_max - LN_Z_FRAC, stages=REQUANT_STAGES)
             m.submodules[f"requant{k}"] = rq
-            m.d.comb += [rq.value.eq(ys[k]), rq.shift.eq(shift)]
+            m.d.comb += [rq.value.eq(ys[k]), rq.shift.eq(shift), rq.en.eq(en)]
             codes_out.append(rq.code)
+        valid_rq, _ = stage(valid_i, [], REQUANT_STAGES)
+        in_flight = Cat(*flight).any()
 
         m.d.comb += [
             wr.addr.eq(count),
@@ -260,7 +264,7 @@ class LayerNorm(wiring.Component):
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_i)]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_rq)]
                     for k in range(n):
                         m.d.sync += self.o.payload[k].eq(codes_out[k])
                     with m.If(count != self.length):
