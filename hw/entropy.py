@@ -1,8 +1,13 @@
 """Entropy early-exit assessment ([H5]): ``H`` of the off-ramp logits, threshold, exit flag.
 
 Two passes over a row buffer: (1) load the logits and find their maximum, (2) read them back
-and sum ``e = exp(x - max)`` and ``(max - x) * e``; then one cycle for the reciprocal and one
-for ``H = ln S + T / S`` and the comparison. Bit-exact to :func:`sw.golden.entropy.entropy`.
+and sum ``e = exp(x - max)`` and ``(max - x) * e``; then the reciprocal of ``S``, ``H = ln S +
+T / S`` and the comparison. Bit-exact to :func:`sw.golden.entropy.entropy`.
+
+Every pass is a pipeline with a register after each table lookup and each DSP product
+(:mod:`hw.sfu_pipe`), so that no path holds more than one multiplier or one carry chain after
+a table; nothing in a pass waits for the output, so the stages run freely and the FSM only counts
+their fixed latency (:data:`sw.perf.sfu.ENTROPY_OVERHEAD`).
 """
 
 import operator

@@ -3,8 +3,13 @@ beta each with its own bias, requantized. n elements per cycle per pass; bit-exa
 :func:`sw.golden.layernorm.layernorm`.
 
 Two passes over a row buffer: (1) load the row (x, gamma, beta) and sum x and x^2 exactly, then
-two cycles for ``D = L*S2 - S1^2 + L^2*eps`` and its inverse square root, (2) read the row back,
-normalise, scale, shift, requantize and stream out.
+``D = L*S2 - S1^2 + L^2*eps`` and its inverse square root, (2) read the row back, normalise,
+scale, shift, requantize and stream out.
+
+Every step is a pipeline with a register after each table lookup and each DSP product
+(:mod:`hw.sfu_pipe`) and a pipelined requantizer; pass 2 stalls as a whole with the output
+(``en = ~o.valid | o.ready``), pass 1 and the scale never stall. The cycles per row are
+:func:`sw.perf.sfu.layernorm_cycles`.
 """
 
 import operator
