@@ -85,8 +85,8 @@ LN2 = round(math.log(2) * (1 << LN_FRAC))
 # Cuts (pipeline stages) of the kernels when given a cut function (see :mod:`hw.sfu_pipe`).
 EXP_U_CUTS = MUL_CUTS
 EXP_TABLE_CUTS = 2 + MUL_CUTS
-RECIP_CUTS = 3 + 2 * MUL_CUTS
-RSQRT_CUTS = 4 + 3 * MUL_CUTS
+RECIP_CUTS = 4 + 2 * MUL_CUTS
+RSQRT_CUTS = 5 + 3 * MUL_CUTS
 
 
 def rom(m, name, values, addrs):
@@ -225,8 +225,8 @@ def reciprocal(m, name, value, registered=False, cut=None):
     ``s`` is ``value`` normalised to [1, 2) with ``RECIP_FRAC`` fractional bits (truncated).
     With ``registered`` the normalisation and table lookup are registered before the Newton step:
     the outputs follow ``value`` one cycle later. A ``cut`` (:mod:`hw.sfu_pipe`) instead cuts
-    after the leading-one search and twice after the table lookup (as in
-    :func:`exp_neg_table`), and pipelines the Newton step's two products
+    after the leading-one search, twice after the table lookup (as in :func:`exp_neg_table`) and
+    before the second product, and pipelines the Newton step's two products
     (:func:`hw.sfu_pipe.mul`): the outputs follow ``value`` by ``RECIP_CUTS`` cuts.
     """
     c = cut or _no_cut
@@ -241,8 +241,11 @@ def reciprocal(m, name, value, registered=False, cut=None):
     sr = Signal(RECIP_FRAC + 2, name=f"{name}_sr")
     m.d.comb += sr.eq(_mul(cut, s, r0) >> RECIP_FRAC)
     k, s, r0 = _mul_delay(cut, [k, s, r0])
+    step = Signal(RECIP_FRAC + 2, name=f"{name}_step")
+    m.d.comb += step.eq((1 << (RECIP_FRAC + 1)) - sr)
+    k, s, r0, step = c([k, s, r0, step])  # no carry chain in front of a DSP block
     r1 = Signal(RECIP_FRAC + 1, name=f"{name}_r1")
-    m.d.comb += r1.eq(_mul(cut, r0, (1 << (RECIP_FRAC + 1)) - sr) >> RECIP_FRAC)
+    m.d.comb += r1.eq(_mul(cut, r0, step) >> RECIP_FRAC)
     k, s = _mul_delay(cut, [k, s])
     return r1, k, s
 
@@ -252,9 +255,9 @@ def rsqrt(m, name, value, registered=False, cut=None):
 
     With ``registered`` the normalisation and table lookup are registered before the Newton step:
     the outputs follow ``value`` one cycle later. A ``cut`` (:mod:`hw.sfu_pipe`) instead cuts
-    after the leading-one search, the normalisation and twice after the table lookup (as in
-    :func:`exp_neg_table`), and pipelines the Newton step's three products
-    (:func:`hw.sfu_pipe.mul`): the outputs follow ``value`` by ``RSQRT_CUTS`` cuts.
+    after the leading-one search, the normalisation, twice after the table lookup (as in
+    :func:`exp_neg_table`) and before the last product, and pipelines the Newton step's three
+    products (:func:`hw.sfu_pipe.mul`): the outputs follow ``value`` by ``RSQRT_CUTS`` cuts.
     """
     c = cut or _no_cut
     k = bit_length_signal(m, value, f"{name}_k")
@@ -274,8 +277,11 @@ def rsqrt(m, name, value, registered=False, cut=None):
     ty2 = Signal(RSQRT_FRAC + 3, name=f"{name}_ty2")
     m.d.comb += ty2.eq(_mul(cut, t, y2) >> RSQRT_FRAC)
     j, y = _mul_delay(cut, [j, y])
+    step = Signal(RSQRT_FRAC + 3, name=f"{name}_step")
+    m.d.comb += step.eq(3 * (1 << RSQRT_FRAC) - ty2)
+    j, y, step = c([j, y, step])  # no carry chain in front of a DSP block
     r1 = Signal(RSQRT_FRAC + 2, name=f"{name}_r1")
-    m.d.comb += r1.eq(_mul(cut, y, 3 * (1 << RSQRT_FRAC) - ty2) >> (RSQRT_FRAC + 1))
+    m.d.comb += r1.eq(_mul(cut, y, step) >> (RSQRT_FRAC + 1))
     (j,) = _mul_delay(cut, [j])
     return r1, j
 
