@@ -1,11 +1,18 @@
 """Entropy early-exit assessment ([H5]): ``H`` of the off-ramp logits, threshold, exit flag.
 
 Two passes over a row buffer: (1) load the logits and find their maximum, (2) read them back
-and sum ``e = exp(x - max)`` and ``(max - x) * e``; then one cycle for the reciprocal and one
-for ``H = ln S + T / S`` and the comparison. Bit-exact to :func:`sw.golden.entropy.entropy`.
+and sum ``e = exp(x - max)`` and ``(max - x) * e``; then the reciprocal of ``S``, ``H = ln S +
+T / S`` and the comparison. Bit-exact to :func:`sw.golden.entropy.entropy`.
+
+Every pass is a pipeline with a register after each table lookup and each DSP product
+(:mod:`hw.sfu_pipe`), so that no path holds more than one multiplier or one carry chain after
+a table; nothing in a pass waits for the output, so the stages run freely and the FSM only counts
+their fixed latency (:data:`sw.perf.sfu.ENTROPY_OVERHEAD`).
 """
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed
+import operator
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -18,19 +25,30 @@ from hw.sfu_common import check_format, check_lanes
 from hw.sfu_math import (
     ENT_TERM_SHIFT,
     EXP_FRAC,
+    EXP_TABLE_CUTS,
+    EXP_U_CUTS,
     LN2,
     LN_FRAC,
+    RECIP_CUTS,
     RECIP_FRAC,
     exp_neg_table,
-    exp_neg_u,
+    exp_neg_u_abs,
     ln_normalized,
     reciprocal,
 )
+from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout"]
 
 # H <= ln(classes) <= ln(4096) < 16: four integer bits.
 H_BITS = LN_FRAC + 4
+# Pipeline stages of the two tree reductions (the beat's maximum, the beat's sums): fixed, so
+# the cycles per row do not depend on n (each stage reduces ceil(log2 n) / 2 levels).
+MAX_TREE_STAGES = 2  # at most 2: see where pass 2 uses the maximum
+SUM_TREE_STAGES = 2
+# Cycles from final S and T to the result: the reciprocal, the product with T (and the ln
+# table), the shift (and ln S).
+RESULT_CYCLES = RECIP_CUTS + MUL_CUTS + 1
 
 
 def result_layout():
@@ -120,6 +138,7 @@ class EntropyExit(wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
+        cut = register_cut(m)  # nothing downstream stalls a pass: the stages run freely
 
         def fixed_of(name, codes):
             out = []
@@ -130,68 +149,93 @@ class EntropyExit(wiring.Component):
                 out.append(conv.fixed)
             return out
 
+        def lane_valid(beat, j):
+            return beat * n + j < self.classes
+
         count = Signal(range(self._max_beats + 1))
         beats = Signal(range(self._max_beats + 1))
         m.d.comb += beats.eq((self.classes + (n - 1)) // n)
         read_beat = Signal(range(self._max_beats + 1))  # beat whose data rd.data holds
-        mx = Signal(signed(fx.width))
+        wait = Signal(range(RESULT_CYCLES + 1))
         cbits = (self._max_classes - 1).bit_length()
         s = Signal(EXP_FRAC + 1 + cbits)
         # |d| < 2^(top of the fixed values + 1); a term is below 2^(that + EXP_FRAC + 1 - shift).
         dbits = fmt.sig_bits + fmt.exp_max + fmt.scale_exponent(fmt.bias_max) + fx.frac_bits + 2
         tbits = dbits + EXP_FRAC + 1 - ENT_TERM_SHIFT
         t = Signal(tbits + cbits)
-        valid_a = Signal()
 
-        def lane_valid(beat, j):
-            return beat * n + j < self.classes
-
-        # Pass 1: the maximum over the valid lanes of the incoming beats.
+        # Pass 1: the incoming beats in fixed point, invalid lanes at the minimum, registered
+        # (stage P) | their maximum, a tree in MAX_TREE_STAGES stages | the running maximum.
+        taken = Signal()
         in_x = fixed_of("in_fixed", [self.i.payload[j] for j in range(n)])
-        best = Const(fx.min_int, signed(fx.width))
+        in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
         for j in range(n):
-            cand = Mux(lane_valid(count, j), in_x[j], fx.min_int)
-            # A Signal per step: the expression uses the running value twice.
-            step = Signal(signed(fx.width), name=f"best{j}")
-            m.d.comb += step.eq(Mux(cand > best, cand, best))
-            best = step
+            m.d.comb += in_m[j].eq(Mux(lane_valid(count, j), in_x[j], fx.min_int))
+        p_valid, p_first, *p_x = cut([taken, count == 0, *in_m])
+        best = tree(cut, p_x, lambda a, b: Mux(a > b, a, b), MAX_TREE_STAGES)
+        b_valid, b_first = delay(cut, [p_valid, p_first], MAX_TREE_STAGES)
+        mx = Signal(signed(fx.width))
+        with m.If(b_valid):
+            m.d.sync += mx.eq(Mux(b_first | (best > mx), best, mx))
+        # The maximum is final 2 + MAX_TREE_STAGES cycles after the last input beat; pass 2 starts
+        # the next cycle, and its first value reaches the subtraction (stage D) 3 cycles later.
 
-        # Pass 2, pipelined: A: read issued (valid_a) | B: x -> d -> u registered | C: 2^-u from
-        # the tables and the term (-d) e, masked to the valid lanes, registered | accumulate.
-        xs = fixed_of("rd_fixed", [rd.data[j * fmt.n_bits:(j + 1) * fmt.n_bits]
+        # Pass 2: A: read issued (valid_a) | B: the codes read | C: x in fixed point |
+        # D: -d = max - x | u (EXP_U_CUTS) | 2^-u (EXP_TABLE_CUTS: tables twice, product, shift) |
+        # I: e, masked to the valid lanes | the term (-d) e (MUL_CUTS) | the beat's sums
+        # (SUM_TREE_STAGES) | accumulate.
+        flight = []  # every stage's valid bit: the pass is over when all are low
+
+        def stage(v, signals, cycles=1):
+            for _ in range(cycles):
+                v, *signals = cut([v, *signals])
+                flight.append(v)
+            return v, signals
+
+        valid_a = Signal()
+        flight.append(valid_a)
+        ok_a = Signal(n)
+        m.d.comb += ok_a.eq(Cat(*[lane_valid(read_beat, j) for j in range(n)]))
+        valid_b, (ok_b, codes_b) = stage(valid_a, [ok_a, rd.data])
+        xs = fixed_of("rd_fixed", [codes_b[j * fmt.n_bits:(j + 1) * fmt.n_bits]
                                    for j in range(n)])
-        ds = []
-        for j in range(n):
-            d = Signal(signed(dbits), name=f"d{j}")
-            m.d.comb += d.eq(xs[j] - mx)
-            ds.append(d)
-        us = exp_neg_u(m, "exp", ds, fx.frac_bits)
-        valid_b, valid_c = Signal(), Signal()
-        u_b = [Signal(len(u), name=f"u_b{j}") for j, u in enumerate(us)]
-        negd_b = [Signal(dbits, name=f"negd_b{j}") for j in range(n)]
-        ok_b = [Signal(name=f"ok_b{j}") for j in range(n)]
-        es = exp_neg_table(m, "exp", u_b)
-        e_c = [Signal(EXP_FRAC + 1, name=f"e_c{j}") for j in range(n)]
-        term_c = [Signal(tbits, name=f"term_c{j}") for j in range(n)]
-        m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
-        for j in range(n):
-            m.d.sync += [u_b[j].eq(us[j]), negd_b[j].eq((-ds[j]).as_unsigned()),
-                         ok_b[j].eq(lane_valid(read_beat, j)),
-                         e_c[j].eq(Mux(ok_b[j], es[j], 0)),
-                         term_c[j].eq(Mux(ok_b[j], (negd_b[j] * es[j]) >> ENT_TERM_SHIFT, 0))]
-        beat_s, beat_t = sum(e_c), sum(term_c)
+        valid_c, (ok_c, *x_c) = stage(valid_b, [ok_b, *xs])
+        negd = [Signal(dbits, name=f"negd{j}") for j in range(n)]
+        m.d.comb += [negd[j].eq(mx - x_c[j]) for j in range(n)]
+        valid_d, (ok_d, *negd_d) = stage(valid_c, [ok_c, *negd])
+        us = exp_neg_u_abs(m, "exp", negd_d, fx.frac_bits, cut)
+        valid_e, (ok_e, *negd_e) = stage(valid_d, [ok_d, *negd_d], EXP_U_CUTS)
+        es = exp_neg_table(m, "exp", us, cut)
+        valid_h, (ok_h, *negd_h) = stage(valid_e, [ok_e, *negd_e], EXP_TABLE_CUTS)
+        e_m = [Signal(EXP_FRAC + 1, name=f"e_m{j}") for j in range(n)]
+        m.d.comb += [e_m[j].eq(Mux(ok_h[j], es[j], 0)) for j in range(n)]
+        valid_i, rest = stage(valid_h, [*e_m, *negd_h])
+        e_i, negd_i = rest[:n], rest[n:]
+        terms = [Signal(tbits, name=f"term{j}") for j in range(n)]
+        m.d.comb += [terms[j].eq(mul(cut, negd_i[j], e_i[j]) >> ENT_TERM_SHIFT)
+                     for j in range(n)]
+        valid_j, e_j = stage(valid_i, e_i, MUL_CUTS)
+        beat_s = tree(cut, e_j, operator.add, SUM_TREE_STAGES)
+        beat_t = tree(cut, terms, operator.add, SUM_TREE_STAGES)
+        valid_sum, _ = stage(valid_j, [], SUM_TREE_STAGES)
+        in_flight = Cat(*flight).any()
 
-        # Result: H = (k - EXP_FRAC) ln 2 + ln(s) + T r1 / 2^(k + const).
-        r1 = Signal(RECIP_FRAC + 1)
-        k = Signal(range(len(s)))
-        ln_s = Signal(LN_FRAC + 1)
-        recip_r1, recip_k, recip_s = reciprocal(m, "recip", s, registered=True)
-        ln_val = ln_normalized(m, "ln", recip_s)
+        # Result, once S and T are final (the stages run freely; the FSM waits RESULT_CYCLES):
+        # H = (k - EXP_FRAC) ln 2 + ln(s) + T r1 / 2^(k + const).
+        r1, k, s_norm = reciprocal(m, "recip", s, cut=cut)
         const = fx.frac_bits - ENT_TERM_SHIFT + RECIP_FRAC - LN_FRAC + EXP_FRAC
         over = Signal(range(len(s)))
         m.d.comb += over.eq(k - EXP_FRAC)
+        prod = Signal(len(t) + len(r1))
+        m.d.comb += prod.eq(mul(cut, t, r1))
+        # The ln table is read into a register (a block RAM), then waits for the product.
+        over_p, ln_p = delay(cut, [over, ln_normalized(m, "ln", s_norm)], MUL_CUTS)
+        ratio = Signal(H_BITS)
+        ln_s = Signal(H_BITS + 1)
+        m.d.comb += [ratio.eq(prod >> (over_p + const)), ln_s.eq(over_p * LN2 + ln_p)]
+        ratio_q, ln_q = cut([ratio, ln_s])
         h = Signal(H_BITS)
-        m.d.comb += h.eq(over * LN2 + ln_s + ((t * r1) >> (over + const)))
+        m.d.comb += h.eq(ln_q + ratio_q)
 
         m.d.comb += [
             wr.addr.eq(count),
@@ -203,11 +247,10 @@ class EntropyExit(wiring.Component):
         m.d.comb += self.error.eq((self.classes == 0) | (self.classes > self._max_classes))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += self.i.ready.eq(~self.error)
-                with m.If(self.i.valid & ~self.error):
+                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error)]
+                with m.If(taken):
                     m.d.comb += wr.en.eq(1)
-                    m.d.sync += [mx.eq(Mux((count == 0) | (best > mx), best, mx)),
-                                 count.eq(count + 1)]
+                    m.d.sync += count.eq(count + 1)
                     with m.If(count == beats - 1):
                         m.d.sync += [count.eq(0), s.eq(0), t.eq(0)]
                         m.next = "SUM"
@@ -216,22 +259,19 @@ class EntropyExit(wiring.Component):
                 m.d.sync += [valid_a.eq(count != beats), read_beat.eq(count)]
                 with m.If(count != beats):
                     m.d.sync += count.eq(count + 1)
-                with m.If(valid_c):
+                with m.If(valid_sum):
                     m.d.sync += [s.eq(s + beat_s), t.eq(t + beat_t)]
-                with m.If((count == beats) & ~valid_a & ~valid_b & ~valid_c):
-                    m.next = "RECIP"
-            with m.State("RECIP"):  # the reciprocal's first (registered) half
+                with m.If((count == beats) & ~in_flight):
+                    m.d.sync += [count.eq(0), wait.eq(RESULT_CYCLES)]
+                    m.next = "FINISH"
+            with m.State("FINISH"):  # S and T are final; the result's stages settle
                 m.d.comb += self.busy.eq(1)
-                m.next = "RECIP_NEWTON"
-            with m.State("RECIP_NEWTON"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [r1.eq(recip_r1), k.eq(recip_k), ln_s.eq(ln_val), count.eq(0)]
-                m.next = "RESULT"
-            with m.State("RESULT"):
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += [self.o.payload.entropy.eq(h),
-                             self.o.payload.exit.eq(h < self.threshold), self.o.valid.eq(1)]
-                m.next = "DONE"
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.d.sync += [self.o.payload.entropy.eq(h),
+                                 self.o.payload.exit.eq(h < self.threshold),
+                                 self.o.valid.eq(1)]
+                    m.next = "DONE"
             with m.State("DONE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.o.ready):

@@ -3,9 +3,16 @@ beta each with its own bias, requantized. n elements per cycle per pass; bit-exa
 :func:`sw.golden.layernorm.layernorm`.
 
 Two passes over a row buffer: (1) load the row (x, gamma, beta) and sum x and x^2 exactly, then
-two cycles for ``D = L*S2 - S1^2 + L^2*eps`` and its inverse square root, (2) read the row back,
-normalise, scale, shift, requantize and stream out.
+``D = L*S2 - S1^2 + L^2*eps`` and its inverse square root, (2) read the row back, normalise,
+scale, shift, requantize and stream out.
+
+Every step is a pipeline with a register after each table lookup and each DSP product
+(:mod:`hw.sfu_pipe`) and a pipelined requantizer; pass 2 stalls as a whole with the output
+(``en = ~o.valid | o.ready``), pass 1 and the scale never stall. The cycles per row are
+:func:`sw.perf.sfu.layernorm_cycles`.
 """
+
+import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -18,11 +25,23 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 from hw.sfu_common import check_lanes, check_row
-from hw.sfu_math import LN_Z_FRAC, RSQRT_FRAC, rsqrt
+from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
+from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
 EPS_BITS = 24
+# Pipeline stages of the adder trees that sum a beat in pass 1: fixed, so the cycles per row do
+# not depend on n (each stage adds ceil(log2 n) / 2 levels).
+SUM_TREE_STAGES = 2
+# Pipeline stages of the requantizer (hw/af_requant.py): three cut it into pieces that each fit
+# 10 ns on the ECP5-8.
+REQUANT_STAGES = 3
+# Cycles between the last input beat and the first read of pass 2. S1 and S2 are final
+# 3 + SUM_TREE_STAGES cycles after the last beat, r1 and j another 2 MUL_CUTS + 1 + RSQRT_CUTS
+# cycles later (D, then its inverse square root), when the first value read in pass 2 reaches
+# the product with r1 (5 cycles after the read is issued).
+NORM_CYCLES = SUM_TREE_STAGES + 2 * MUL_CUTS + RSQRT_CUTS - 2
 
 
 def af_integer(m, fmt, code, name):
@@ -112,64 +131,116 @@ class LayerNorm(wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
+        free = register_cut(m)  # pass 1 and the scale are never stalled
+        en = Signal()
+        held = register_cut(m, en)  # pass 2 stalls with the output
 
         count = Signal(range(self._max_beats + 1))
+        wait = Signal(range(NORM_CYCLES + 1))
         xbits = fmt.sig_bits + fmt.exp_max + 1
         s1 = Signal(signed(xbits + lbits + 1))
         s2 = Signal(2 * xbits + lbits)
         length = Signal(range(self._max_len + 1))
         m.d.comb += length.eq(self.length * n)
-        dval = Signal(signed(len(length) + len(s2) + 2))
-        r1 = Signal(RSQRT_FRAC + 2)
-        j = Signal(range(len(dval)))
-        valid_a = Signal()
-        en = Signal()
 
-        # Pass 1: exact sums of the incoming activations.
+        # Pass 1: L1: the incoming activations as integers | L2: their squares | the beat's sums
+        # (SUM_TREE_STAGES) | accumulate.
+        taken = Signal()
         xs_in = [af_integer(m, fmt, self.i.payload.x[k], f"x_in{k}") for k in range(n)]
-        beat_s1 = sum(xs_in)
-        beat_s2 = sum(x * x for x in xs_in)
+        v1, first1, *x1 = free([taken, count == 0, *xs_in])
+        squares = []
+        for k in range(n):
+            sq = Signal(2 * xbits - 1, name=f"sq{k}")
+            m.d.comb += sq.eq(x1[k] * x1[k])
+            squares.append(sq)
+        v2, first2, *rest = free([v1, first1, *x1, *squares])
+        beat_s1 = tree(free, rest[:n], operator.add, SUM_TREE_STAGES)
+        beat_s2 = tree(free, rest[n:], operator.add, SUM_TREE_STAGES)
+        v_sum, first_sum = delay(free, [v2, first2], SUM_TREE_STAGES)
+        with m.If(v_sum):
+            with m.If(first_sum):
+                m.d.sync += [s1.eq(beat_s1), s2.eq(beat_s2)]
+            with m.Else():
+                m.d.sync += [s1.eq(s1 + beat_s1), s2.eq(s2 + beat_s2)]
 
-        # L^2 (var + eps), at least 1, and its inverse square root.
-        dsum = Signal(signed(len(dval) + len(length) + EPS_BITS))
-        m.d.comb += dsum.eq(length * s2 - s1 * s1 + length * length * self.eps)
-        rs_r1, rs_j = rsqrt(m, "rsqrt", dval[:len(dval) - 1], registered=True)
+        # The scale, free-running from S1 and S2 (stable from the end of pass 1 to the end of
+        # pass 2): L S2, S1^2, L^2 (MUL_CUTS) | L S2 - S1^2, L^2 eps (MUL_CUTS) | D = L^2 (var +
+        # eps), at least 1 | its inverse square root (RSQRT_CUTS).
+        dbits = len(length) + len(s2) + 2
+        ls2, s1s1, ll = (mul(free, length, s2), mul(free, s1, s1), mul(free, length, length))
+        diff_v = Signal(signed(dbits))
+        m.d.comb += diff_v.eq(ls2 - s1s1)
+        lle = mul(free, ll, self.eps)
+        (diff_v,) = delay(free, [diff_v], MUL_CUTS)
+        dsum = Signal(signed(dbits + len(length) + EPS_BITS))
+        m.d.comb += dsum.eq(diff_v + lle)
+        dval = Signal(dbits - 1)
+        m.d.comb += dval.eq(Mux(dsum < 1, 1, dsum))
+        (dval,) = free([dval])
+        r1, j = rsqrt(m, "rsqrt", dval, cut=free)
 
-        # Pass 2, pipelined, advancing when ``en``: A: read issued (valid_a) | B: (L x - S1) r1,
-        # gamma and beta registered | C: z, then gamma z + beta registered | requantize into the
-        # output register.
-        valid_b, valid_c = Signal(), Signal()
-        with m.If(en):
-            m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
+        # Pass 2, advancing when ``en``: A: read issued (valid_a) | B: the codes read |
+        # C: x, gamma, beta as integers | D: L x | E: L x - S1 | (L x - S1) r1 (MUL_CUTS) | G: z |
+        # gamma z (MUL_CUTS), beta aligned | I: y = gamma z + beta | requantize (REQUANT_STAGES)
+        # into the output register.
+        flight = []  # every stage's valid bit: the pass is over when all are low
+
+        def stage(v, signals, cycles=1):
+            for _ in range(cycles):
+                v, *signals = held([v, *signals])
+                flight.append(v)
+            return v, signals
+
+        valid_a = Signal()
+        flight.append(valid_a)
+        valid_b, (codes,) = stage(valid_a, [rd.data])
+
         def lane(k, which):
             base = (3 * k + which) * w
-            return rd.data[base:base + w]
+            return codes[base:base + w]
 
+        ints = [af_integer(m, fmt, lane(k, which), f"{'xgb'[which]}{k}")
+                for k in range(n) for which in range(3)]
+        valid_c, ints = stage(valid_b, ints)
+        xs, gs, bs = ints[0::3], ints[1::3], ints[2::3]
+        valid_d, rest = stage(valid_c, [*[length * x for x in xs], *gs, *bs])
+        lx, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
+        valid_e, rest = stage(valid_d, [*[x - s1 for x in lx], *gs, *bs])
+        centred, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
+        prods = [mul(held, c, r1) for c in centred]
+        valid_f, rest = stage(valid_e, [*gs, *bs], MUL_CUTS)
+        gs, bs = rest[:n], rest[n:]
         zbits = LN_Z_FRAC + (lbits + 1) // 2 + 3
+        zs = []
+        for k in range(n):
+            z = Signal(signed(zbits), name=f"z{k}")
+            m.d.comb += z.eq(prods[k] >> (j + (RSQRT_FRAC - LN_Z_FRAC)))
+            zs.append(z)
+        valid_g, rest = stage(valid_f, [*zs, *gs, *bs])
+        zs, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
         bshift = Signal(range(LN_Z_FRAC + 2 * fmt.bias_max + 1))
         m.d.comb += bshift.eq(self.bias_beta + LN_Z_FRAC - self.bias_gamma)
+        gz = [mul(held, g, z) for g, z in zip(gs, zs, strict=True)]
+        valid_h, bb = stage(valid_g, [b << bshift for b in bs], MUL_CUTS)
+        ys = []
+        for k in range(n):
+            y = Signal(signed(xbits + zbits + 1), name=f"y{k}")
+            m.d.comb += y.eq(gz[k] + bb[k])
+            ys.append(y)
+        valid_i, ys = stage(valid_h, ys)
+
         shift = Signal(signed(8))
         m.d.comb += shift.eq(self.bias_gamma - self.bias_out - LN_Z_FRAC)
-        codes = []
+        codes_out = []
         for k in range(n):
-            x = af_integer(m, fmt, lane(k, 0), f"x{k}")
-            g = af_integer(m, fmt, lane(k, 1), f"g{k}")
-            b = af_integer(m, fmt, lane(k, 2), f"b{k}")
-            prod = (length * x - s1) * r1
-            p_b = Signal(prod.shape(), name=f"p_b{k}")
-            g_b = Signal(g.shape(), name=f"g_b{k}")
-            b_b = Signal(b.shape(), name=f"b_b{k}")
-            z = Signal(signed(zbits), name=f"z{k}")
-            m.d.comb += z.eq(p_b >> (j + (RSQRT_FRAC - LN_Z_FRAC)))
-            y = Signal(signed(xbits + zbits + 1), name=f"y_c{k}")
-            with m.If(en):
-                m.d.sync += [p_b.eq(prod), g_b.eq(g), b_b.eq(b), y.eq(g_b * z + (b_b << bshift))]
-            rq = AFRequantCore(fmt=fmt, in_width=len(y),
+            rq = AFRequantCore(fmt=fmt, in_width=len(ys[k]),
                                shift_min=-fmt.bias_max - LN_Z_FRAC,
-                               shift_max=fmt.bias_max - LN_Z_FRAC)
+                               shift_max=fmt.bias_max - LN_Z_FRAC, stages=REQUANT_STAGES)
             m.submodules[f"requant{k}"] = rq
-            m.d.comb += [rq.value.eq(y), rq.shift.eq(shift)]
-            codes.append(rq.code)
+            m.d.comb += [rq.value.eq(ys[k]), rq.shift.eq(shift), rq.en.eq(en)]
+            codes_out.append(rq.code)
+        valid_rq, _ = stage(valid_i, [], REQUANT_STAGES)
+        in_flight = Cat(*flight).any()
 
         m.d.comb += [
             wr.addr.eq(count),
@@ -183,37 +254,27 @@ class LayerNorm(wiring.Component):
         m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(~self.error), en.eq(1)]
-                with m.If(self.i.valid & ~self.error):
+                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error)]
+                with m.If(taken):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += count.eq(count + 1)
-                    with m.If(count == 0):
-                        m.d.sync += [s1.eq(beat_s1), s2.eq(beat_s2)]
-                    with m.Else():
-                        m.d.sync += [s1.eq(s1 + beat_s1), s2.eq(s2 + beat_s2)]
                     with m.If(last):
-                        m.d.sync += count.eq(0)
-                        m.next = "VARIANCE"
-            with m.State("VARIANCE"):
-                m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.d.sync += dval.eq(Mux(dsum < 1, 1, dsum))
-                m.next = "RSQRT"
-            with m.State("RSQRT"):  # the inverse square root's first (registered) half
-                m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.next = "RSQRT_NEWTON"
-            with m.State("RSQRT_NEWTON"):
-                m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.d.sync += [r1.eq(rs_r1), j.eq(rs_j)]
-                m.next = "OUT"
+                        m.d.sync += [count.eq(0), wait.eq(NORM_CYCLES)]
+                        m.next = "NORM"
+            with m.State("NORM"):  # the sums and the scale settle
+                m.d.comb += self.busy.eq(1)
+                m.d.sync += wait.eq(wait - 1)
+                with m.If(wait == 1):
+                    m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_c)]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_rq)]
                     for k in range(n):
-                        m.d.sync += self.o.payload[k].eq(codes[k])
+                        m.d.sync += self.o.payload[k].eq(codes_out[k])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(~valid_a & ~valid_b & ~valid_c):
+                    with m.Elif(~in_flight):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m

@@ -12,12 +12,16 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
 # output pass (beats + 4 pipeline stages + 3 requantizer stages + 1 output register).
 SOFTMAX_OVERHEAD = 14
-# LayerNorm: load pass (beats), variance (1) and inverse square root (2), output pass (beats + 3
-# pipeline stages + 1 output register).
-LAYERNORM_OVERHEAD = 7
-# Entropy: load pass (beats), sum pass (beats + 3 pipeline stages + 1 to leave), reciprocal (2),
-# result register, result transfer.
-ENTROPY_OVERHEAD = 8
+# LayerNorm: load pass (beats), scale (15 cycles: the pass-1 pipeline drains, D and its inverse
+# square root settle while the first reads of pass 2 are under way), output pass (beats + 14
+# pipeline stages: read, codes, integers, L x, L x - S1, two for the product with r1, z, two
+# for gamma z, y, three in the requantizer; + 1 output register).
+LAYERNORM_OVERHEAD = 30
+# Entropy: load pass (beats), sum pass (beats + 15 pipeline stages: read, codes, fixed point,
+# -d, two for u, four for 2^-u, e, two for the term, two adder-tree stages; + 1 to leave), result
+# (11 cycles: the reciprocal's 8 stages, two for the product with T, the shift; the last loads
+# the result register), result transfer.
+ENTROPY_OVERHEAD = 28
 # Residual add: sum register, three requantizer stages, output register (hw.residual.LATENCY).
 RESIDUAL_LATENCY = 5
 
