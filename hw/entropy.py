@@ -21,7 +21,7 @@ from hw.af_fixed import AFToFixed
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
-from hw.sfu_common import check_format, check_lanes
+from hw.sfu_common import LaneUnit, check_format, check_lanes
 from hw.sfu_math import (
     ENT_TERM_SHIFT,
     EXP_FRAC,
@@ -56,7 +56,7 @@ def result_layout():
     return data.StructLayout({"entropy": H_BITS, "exit": 1})
 
 
-class EntropyExit(wiring.Component):
+class EntropyExit(LaneUnit, wiring.Component):
     """Entropy of a row of off-ramp logits, compared with a programmable threshold.
 
     A row of ``classes`` logits arrives as ``ceil(classes / n)`` beats (lanes past ``classes``
@@ -118,14 +118,6 @@ class EntropyExit(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
         })
-
-    @property
-    def fmt(self):
-        return self._fmt
-
-    @property
-    def n(self):
-        return self._n
 
     @property
     def max_classes(self):

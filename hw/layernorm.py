@@ -24,7 +24,7 @@ from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
-from hw.sfu_common import check_lanes, check_row
+from hw.sfu_common import LaneUnit, check_lanes, check_row
 from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
 from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
 
@@ -54,7 +54,7 @@ def af_integer(m, fmt, code, name):
     return out
 
 
-class LayerNorm(wiring.Component):
+class LayerNorm(LaneUnit, wiring.Component):
     """Row-wise LayerNorm of AdaptivFloat activations with AdaptivFloat gamma and beta.
 
     A row of ``length * n`` elements arrives as ``length`` beats, each carrying the activations
@@ -110,14 +110,6 @@ class LayerNorm(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
         })
-
-    @property
-    def fmt(self):
-        return self._fmt
-
-    @property
-    def n(self):
-        return self._n
 
     @property
     def max_len(self):

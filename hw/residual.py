@@ -10,7 +10,7 @@ from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
-from hw.sfu_common import check_format, check_lanes
+from hw.sfu_common import LaneUnit, check_format, check_lanes
 
 __all__ = ["ResidualAdd", "LATENCY"]
 
@@ -18,7 +18,7 @@ __all__ = ["ResidualAdd", "LATENCY"]
 LATENCY = 1 + REQUANT_STAGES + 1
 
 
-class ResidualAdd(wiring.Component):
+class ResidualAdd(LaneUnit, wiring.Component):
     """``o = requantize(a + b)`` lane by lane, ``n`` lanes per beat, pipelined (:data:`LATENCY`).
 
     Each input is converted exactly to ``fixed`` (:class:`hw.af_fixed.AFToFixed`), the sum is
@@ -60,14 +60,6 @@ class ResidualAdd(wiring.Component):
             "bias_b": In(fmt.bias_bits),
             "bias_out": In(fmt.bias_bits),
         })
-
-    @property
-    def fmt(self):
-        return self._fmt
-
-    @property
-    def n(self):
-        return self._n
 
     @property
     def latency(self):

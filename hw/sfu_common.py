@@ -2,7 +2,22 @@
 
 from hw.layouts import AFFormat, FixedFormat
 
-__all__ = ["check_lanes", "check_format", "check_row"]
+__all__ = ["LaneUnit", "check_lanes", "check_format", "check_row"]
+
+
+class LaneUnit:
+    """The ``fmt`` and ``n`` properties every special function unit has (mixed in before
+    ``wiring.Component``; the unit sets ``_fmt`` and ``_n``)."""
+
+    @property
+    def fmt(self):
+        """AdaptivFloat format of the unit's codes."""
+        return self._fmt
+
+    @property
+    def n(self):
+        """Lanes per beat."""
+        return self._n
 
 
 def _check_int(name, value):

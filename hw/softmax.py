@@ -19,7 +19,7 @@ from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
-from hw.sfu_common import check_format, check_lanes, check_row
+from hw.sfu_common import LaneUnit, check_format, check_lanes, check_row
 from hw.sfu_math import (
     EXP_FRAC,
     RECIP_FRAC,
@@ -34,7 +34,7 @@ __all__ = ["Softmax"]
 MASK_BITS = SPAN_MASK_FRAC + 1
 
 
-class Softmax(wiring.Component):
+class Softmax(LaneUnit, wiring.Component):
     """Row-wise softmax of AdaptivFloat scores times a per-key span mask, optional renormalising.
 
     A row of ``length * n`` scores arrives as ``length`` beats; the row's output leaves as
@@ -91,14 +91,6 @@ class Softmax(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
         })
-
-    @property
-    def fmt(self):
-        return self._fmt
-
-    @property
-    def n(self):
-        return self._n
 
     @property
     def max_len(self):
