@@ -36,7 +36,7 @@ from hw.sfu_math import (
     ln_normalized,
     reciprocal,
 )
-from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout"]
 
@@ -176,16 +176,9 @@ class EntropyExit(LaneUnit, wiring.Component):
         # D: -d = max - x | u (EXP_U_CUTS) | 2^-u (EXP_TABLE_CUTS: tables twice, product, shift) |
         # I: e, masked to the valid lanes | the term (-d) e (MUL_CUTS) | the beat's sums
         # (SUM_TREE_STAGES) | accumulate.
-        flight = []  # every stage's valid bit: the pass is over when all are low
-
-        def stage(v, signals, cycles=1):
-            for _ in range(cycles):
-                v, *signals = cut([v, *signals])
-                flight.append(v)
-            return v, signals
-
         valid_a = Signal()
-        flight.append(valid_a)
+        flight = Flight(cut, valid_a)
+        stage = flight.stage
         ok_a = Signal(n)
         m.d.comb += ok_a.eq(Cat(*[lane_valid(read_beat, j) for j in range(n)]))
         valid_b, (ok_b, codes_b) = stage(valid_a, [ok_a, rd.data])
@@ -210,7 +203,7 @@ class EntropyExit(LaneUnit, wiring.Component):
         beat_s = tree(cut, e_j, operator.add, SUM_TREE_STAGES)
         beat_t = tree(cut, terms, operator.add, SUM_TREE_STAGES)
         valid_sum, _ = stage(valid_j, [], SUM_TREE_STAGES)
-        in_flight = Cat(*flight).any()
+        in_flight = flight.any
 
         # Result, once S and T are final (the stages run freely; the FSM waits RESULT_CYCLES):
         # H = (k - EXP_FRAC) ln 2 + ln(s) + T r1 / 2^(k + const).

@@ -26,7 +26,7 @@ from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_lanes, check_row
 from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
-from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
@@ -175,16 +175,9 @@ class LayerNorm(LaneUnit, wiring.Component):
         # C: x, gamma, beta as integers | D: L x | E: L x - S1 | (L x - S1) r1 (MUL_CUTS) | G: z |
         # gamma z (MUL_CUTS), beta aligned | I: y = gamma z + beta | requantize (REQUANT_STAGES)
         # into the output register.
-        flight = []  # every stage's valid bit: the pass is over when all are low
-
-        def stage(v, signals, cycles=1):
-            for _ in range(cycles):
-                v, *signals = held([v, *signals])
-                flight.append(v)
-            return v, signals
-
         valid_a = Signal()
-        flight.append(valid_a)
+        flight = Flight(held, valid_a)
+        stage = flight.stage
         valid_b, (codes,) = stage(valid_a, [rd.data])
 
         def lane(k, which):
@@ -232,7 +225,7 @@ class LayerNorm(LaneUnit, wiring.Component):
             m.d.comb += [rq.value.eq(ys[k]), rq.shift.eq(shift), rq.en.eq(en)]
             codes_out.append(rq.code)
         valid_rq, _ = stage(valid_i, [], REQUANT_STAGES)
-        in_flight = Cat(*flight).any()
+        in_flight = flight.any
 
         m.d.comb += [
             wr.addr.eq(count),

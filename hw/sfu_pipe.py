@@ -8,7 +8,7 @@ boundaries, so the same kernel is combinational (no cut) or pipelined (a cut fro
 
 from amaranth.hdl import Cat, Const, Signal, Value
 
-__all__ = ["CHUNK", "MUL_CUTS", "register_cut", "delay", "tree", "mul"]
+__all__ = ["CHUNK", "MUL_CUTS", "register_cut", "delay", "Flight", "tree", "mul"]
 
 # Operand chunk of :func:`mul`: a 17-bit chunk, zero-extended when the other one is signed, is an
 # 18-bit operand of the ECP5's MULT18X18D (and fits the iCE40's 16x16 SB_MAC16 in two).
@@ -40,6 +40,27 @@ def delay(cut, signals, cycles):
     for _ in range(cycles):
         signals = cut(signals)
     return signals
+
+
+class Flight:
+    """The valid bits of a pass's pipeline: :meth:`stage` carries a valid bit and its payload
+    through ``cut``, and :attr:`any` is high while any stage holds a value (the pass is over
+    when it is low). ``first`` is the valid bit of the pass's first stage."""
+
+    def __init__(self, cut, first):
+        self._cut = cut
+        self._valids = [first]
+
+    def stage(self, valid, signals, cycles=1):
+        """``(valid, signals)`` after ``cycles`` stages."""
+        for _ in range(cycles):
+            valid, *signals = self._cut([valid, *signals])
+            self._valids.append(valid)
+        return valid, signals
+
+    @property
+    def any(self):
+        return Cat(*self._valids).any()
 
 
 def tree(cut, values, op, stages):
