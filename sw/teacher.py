@@ -18,8 +18,8 @@ from torch import nn
 
 from sw.tokenizer import WordPiece, default_model_dir
 
-__all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "load_teacher",
-           "cached_logits"]
+__all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "predict_states",
+           "load_teacher", "cached_logits", "cache_states", "cached_states"]
 
 
 class Teacher(nn.Module):
@@ -41,10 +41,13 @@ class Teacher(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = nn.Linear(config.hidden_size, n_labels)
 
+    def states(self, input_ids, attention_mask, token_type_ids=None):
+        """The encoder's last-layer token states ``(B, T, hidden)``."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
+                            token_type_ids=token_type_ids).last_hidden_state
+
     def forward(self, input_ids, attention_mask, token_type_ids=None):
-        out = self.encoder(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids)
-        h = out.last_hidden_state
+        h = self.states(input_ids, attention_mask, token_type_ids)
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         return self.classifier(self.dropout(pooled))
@@ -79,6 +82,35 @@ def predict_logits(model, batch, *, batch_size=256, progress=None):
     logits = torch.empty(len(batch), out[0].shape[1])
     logits[order] = torch.cat(out)
     return logits
+
+
+@torch.no_grad()
+def predict_states(model, batch, *, batch_size=256, progress=None):
+    """The teacher's last-layer token states on a tokenized batch, packed without padding:
+    ``(states, offsets)``, where example ``i``'s tokens (the first ``offsets[i + 1] -
+    offsets[i]`` positions, its attention mask) are ``states[offsets[i]:offsets[i + 1]]``,
+    stored as float16 (halves the cache; the student's target needs no more precision)."""
+    model.eval()
+    lengths = batch.attention_mask.sum(1)
+    pos = torch.arange(batch.attention_mask.shape[1])
+    if not torch.equal(batch.attention_mask.bool(), pos[None, :] < lengths[:, None]):
+        raise ValueError("predict_states needs right-padded batches (attention mask a prefix)")
+    offsets = torch.zeros(len(batch) + 1, dtype=torch.int64)
+    offsets[1:] = lengths.cumsum(0)
+    states = None
+    order = torch.argsort(lengths)
+    for s in range(0, len(batch), batch_size):
+        idx = order[s:s + batch_size]
+        ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
+                                 batch.token_type_ids[idx])
+        h = model.states(ids, mask, types).half()
+        if states is None:
+            states = torch.empty(int(offsets[-1]), h.shape[-1], dtype=torch.float16)
+        for j, i in enumerate(idx.tolist()):
+            states[offsets[i]:offsets[i + 1]] = h[j, :offsets[i + 1] - offsets[i]]
+        if progress is not None:
+            progress.update(len(idx))
+    return states, offsets
 
 
 def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
@@ -277,3 +309,47 @@ def cached_logits(out_dir, n_expected):
                          f"fewer than the {n_expected} of this training set: use "
                          f"train.train_limit or cache more")
     return d["logits"][:n_expected], d["labels"][:n_expected]
+
+
+def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, log=print):
+    """Cache the fine-tuned teacher's last-layer token states (:func:`predict_states`) on the
+    training set (``train_states.safetensors``) and, when ``out_dir`` holds an augmented cache,
+    on the augmented sentences (``augment_states.safetensors``), for hidden-state distillation
+    (``train.hidden_beta``). Returns the number of examples cached."""
+    from tqdm import tqdm
+
+    out_dir = Path(out_dir)
+    model = load_teacher(out_dir, model_dir)
+    tok = WordPiece(model_dir, max_len=max_len)
+    sets = [("train", train)]
+    if (out_dir / "augment_logits.safetensors").is_file():
+        sets.append(("augment", cached_augmented(out_dir)[0]))
+    total = 0
+    for name, examples in sets:
+        batch, _ = _encode(tok, examples)
+        bar = tqdm(total=len(examples), desc=f"teacher states ({name})", mininterval=10,
+                   disable=not progress)
+        states, offsets = predict_states(model, batch, progress=bar)
+        bar.close()
+        save_file({"states": states, "offsets": offsets}, out_dir / f"{name}_states.safetensors",
+                  metadata={"max_len": str(max_len)})
+        log(f"cached teacher token states for {len(examples)} {name} examples "
+            f"({states.shape[0]} tokens x {states.shape[1]})")
+        total += len(examples)
+    return total
+
+
+def cached_states(out_dir, name, n_expected):
+    """``(states, offsets)`` cached by :func:`cache_states` for ``name`` ("train" or "augment"),
+    for the first ``n_expected`` examples; refuses a cache that covers fewer."""
+    path = Path(out_dir) / f"{name}_states.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"no cached teacher states at {str(path)!r}: run "
+                                f"'edgebert teacher --states' first")
+    d = load_file(path)
+    states, offsets = d["states"], d["offsets"]
+    if len(offsets) - 1 < n_expected:
+        raise ValueError(f"{path} covers {len(offsets) - 1} examples, fewer than the "
+                         f"{n_expected} needed")
+    offsets = offsets[:n_expected + 1]
+    return states[:int(offsets[-1])], offsets

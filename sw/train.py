@@ -36,6 +36,7 @@ __all__ = ["TrainConfig", "RecipeConfig", "load_config", "train", "evaluate_logi
            "calibrate", "sweep_thresholds", "exit_predictor", "dvfs_table", "prune_vocab"]
 
 CALIB_METHODS = ("max", "percentile", "mse")
+HIDDEN_TARGETS = ("tokens", "mean")
 
 
 @dataclass
@@ -59,6 +60,8 @@ class RecipeConfig:
     holdout_min_words: int = 0
     train_limit: int = 0
     augment: int = 0
+    hidden_beta: float = 0.0
+    hidden_target: str = "tokens"
     vocab_min_count: int = 1
     pca_init: bool = True
     ckpt_every: int = 200
@@ -77,6 +80,11 @@ class RecipeConfig:
         if not isinstance(self.holdout_min_words, int) or self.holdout_min_words < 0:
             raise ValueError(f"holdout_min_words must be a non-negative integer, not "
                              f"{self.holdout_min_words!r}")
+        if self.hidden_target not in HIDDEN_TARGETS:
+            raise ValueError(f"hidden_target must be one of {HIDDEN_TARGETS}, "
+                             f"not {self.hidden_target!r}")
+        if self.hidden_beta < 0:
+            raise ValueError(f"hidden_beta must be >= 0, not {self.hidden_beta!r}")
         if not isinstance(self.augment, int) or self.augment < 0:
             raise ValueError(f"augment must be a non-negative integer, not {self.augment!r}")
         for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every"):
@@ -239,7 +247,41 @@ def _join_augmented(tok, fit, labels, teacher, augmented, fit_idx, n_train, per_
                    torch.cat([fit.attention_mask, aug.attention_mask]),
                    torch.cat([fit.token_type_ids, aug.token_type_ids]), 0)
     return (joined, torch.cat([labels, logits[keep].argmax(1)]),
-            torch.cat([teacher, logits[keep].to(teacher.dtype)]))
+            torch.cat([teacher, logits[keep].to(teacher.dtype)]), keep)
+
+
+def _join_states(train_states, aug_states):
+    """One packed store of teacher token states: the training examples', then the augmented
+    ones' (rows ``n_train + j``)."""
+    states, offsets = train_states
+    if aug_states is None:
+        return states, offsets
+    a_states, a_offsets = aug_states
+    return (torch.cat([states, a_states]),
+            torch.cat([offsets, offsets[-1] + a_offsets[1:]]))
+
+
+def _gather_states(store, rows, t):
+    """Teacher token states of store rows ``rows``, padded to ``t`` tokens: ``(B, t, H)``
+    float32 and the ``(B, t)`` mask of real tokens."""
+    states, offsets = store
+    start = offsets[rows]
+    n = offsets[rows + 1] - start
+    pos = torch.arange(t)
+    valid = pos[None, :] < n[:, None]
+    idx = (start[:, None] + pos[None, :]).clamp(max=len(states) - 1)
+    return states[idx].float(), valid
+
+
+def _hidden_loss(x, target, valid, proj, kind):
+    """Mean squared error between the projected student states ``proj(x)`` and the teacher's,
+    over real tokens ("tokens") or between their means over real tokens ("mean")."""
+    y = proj(x)
+    if kind == "mean":
+        m = valid.unsqueeze(-1).to(y.dtype)
+        count = m.sum(1).clamp(min=1)
+        return F.mse_loss((y * m).sum(1) / count, (target * m).sum(1) / count)
+    return F.mse_loss(y[valid], target[valid])
 
 
 # -- losses and evaluation ---------------------------------------------------------------------
@@ -370,8 +412,10 @@ def dvfs_table(predictor, n_layers, mhz, mv):
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
-def _save_ckpt(path, model, opt, pruner, meta):
+def _save_ckpt(path, model, opt, pruner, proj, meta):
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    if proj is not None:
+        tensors.update({f"hproj.{k}": v.contiguous() for k, v in proj.state_dict().items()})
     tensors.update({f"pruner.{k}": v.contiguous() for k, v in pruner.state().items()})
     if opt is not None:
         for i, st in opt.state_dict()["state"].items():
@@ -421,7 +465,8 @@ def _lr(step, n_steps, peak, warmup):
 
 
 def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_logits=None,
-          augmented=None, model_dir=None, echo=False, progress=True):
+          augmented=None, teacher_states=None, augmented_states=None, model_dir=None,
+          echo=False, progress=True):
     """Run the whole recipe; returns the metrics dict (also written to ``metrics.json``).
 
     ``teacher_logits`` are the teacher's logits on ``train_examples`` (same order) or ``None``
@@ -429,6 +474,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     (:func:`sw.teacher.cached_augmented`): with ``train.augment = K``, up to K of them per
     training example join the backbone's training set, except those made from held-out
     examples; their targets are the teacher's logits (and its prediction as the label).
+    ``teacher_states`` and ``augmented_states`` are the teacher's packed last-layer token
+    states (:func:`sw.teacher.cached_states`) on the training and augmented examples, needed
+    when ``train.hidden_beta > 0``: the backbone then also learns to predict them from its last
+    layer through a linear map (TinyBERT's hidden-state loss; the map is not exported).
     Writes ``student.safetensors`` (final, with its config) to
     ``out_dir`` and resumes from ``ckpt.safetensors`` there if present.
     """
@@ -473,9 +522,23 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
         if augmented is None or fit_teacher is None:
             raise ValueError("train.augment needs the teacher's logits and its augmented cache "
                              "(edgebert teacher --augment K)")
-        fit, fit_labels, fit_teacher = _join_augmented(
+        fit, fit_labels, fit_teacher, aug_keep = _join_augmented(
             tok, fit, fit_labels, fit_teacher, augmented, fit_idx, len(train_examples),
             r.augment)
+    store = None
+    if r.hidden_beta > 0:
+        if teacher_states is None or (r.augment and augmented_states is None):
+            raise ValueError("train.hidden_beta needs the teacher's cached token states "
+                             "(edgebert teacher --states)")
+        states, offsets = teacher_states
+        offsets = offsets[:len(train_examples) + 1]
+        store = _join_states((states, offsets), augmented_states if r.augment else None)
+        store_rows = fit_idx if not r.augment else \
+            torch.cat([fit_idx, len(train_examples) + aug_keep])
+        lengths = store[1][store_rows + 1] - store[1][store_rows]
+        if not torch.equal(lengths, fit.attention_mask.sum(1)):
+            raise ValueError("the cached teacher states do not match the training sentences' "
+                             "tokens (another tokenizer, max_len or training set?)")
 
     kept, vmap = prune_vocab(tok, fit, r.vocab_min_count)
     scfg = dataclasses.replace(cfg.student, vocab_size=len(kept), tokenizer_vocab=tok.vocab_size,
@@ -501,6 +564,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     backbone = [p for n, p in model.named_parameters()
                 if not n.startswith(("pooler.", "classifier."))]
     backbone += [*model.pooler[-1].parameters(), *model.classifier[-1].parameters()]
+    proj = None
+    if store is not None:
+        proj = torch.nn.Linear(scfg.hidden, store[0].shape[1])
+        backbone += list(proj.parameters())
     ramps = [p for i in range(scfg.layers - 1)
              for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
 
@@ -522,6 +589,9 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             raise ValueError(f"{ckpt} was written with another configuration; remove it or "
                              f"use another output directory")
         model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+        if proj is not None:
+            proj.load_state_dict({k[6:]: v for k, v in tensors.items()
+                                  if k.startswith("hproj.")})
         pruner.load_state({k[7:]: v for k, v in tensors.items() if k.startswith("pruner.")})
         stage, step = meta["stage"], meta["step"]
         elapsed_before = meta.get("elapsed_s", 0.0)
@@ -533,7 +603,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
         log(f"resumed at stage {stage} step {step}")
 
     def save(stage, step):
-        _save_ckpt(ckpt, model, opt if stage < 3 else None, pruner,
+        _save_ckpt(ckpt, model, opt if stage < 3 else None, pruner, proj,
                    {"config": cfg_dict, "stage": stage, "step": step,
                     "elapsed_s": elapsed_before + time.time() - t_start})
 
@@ -542,7 +612,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     if stage == 1:
         bar = tqdm(total=n1, initial=step, desc="backbone", disable=not progress,
                    mininterval=5)
-        loss_avg = None
+        loss_avg = h_avg = None
         while step < n1:
             frac = step / n1
             model.quant.weights = frac >= r.qat_weights_from
@@ -550,9 +620,19 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             pruner.update(step)
             idx = order1[step * r.batch_size:(step + 1) * r.batch_size]
             ids, mask, types = _rows(fit, idx)
-            logits = model(ids, mask, types, ramps=[scfg.layers - 1])[0]
             t_logits = fit_teacher[idx] if fit_teacher is not None else None
-            loss = _kd_loss(logits, t_logits, fit_labels[idx], r.kd_temperature, kd_alpha)
+            if store is None:
+                logits = model(ids, mask, types, ramps=[scfg.layers - 1])[0]
+                loss = _kd_loss(logits, t_logits, fit_labels[idx], r.kd_temperature, kd_alpha)
+            else:
+                logits, hidden = model(ids, mask, types, ramps=[scfg.layers - 1],
+                                       return_hidden=True)
+                loss = _kd_loss(logits[0], t_logits, fit_labels[idx], r.kd_temperature,
+                                kd_alpha)
+                target, valid = _gather_states(store, store_rows[idx], ids.shape[1])
+                h_loss = _hidden_loss(hidden[-1], target, valid, proj, r.hidden_target)
+                loss = loss + r.hidden_beta * h_loss
+                h_avg = h_loss.item() if h_avg is None else 0.98 * h_avg + 0.02 * h_loss.item()
             loss = loss + r.span_lambda * model.span_loss()
             for grp in opt.param_groups:
                 grp["lr"] = _lr(step, n1, r.lr, r.warmup)
@@ -566,7 +646,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
             if step % 50 == 0 or step == n1:
                 sp = model.sparsity()
-                log(f"backbone {step}/{n1} loss {loss_avg:.4f} encoder sparsity "
+                hid = "" if h_avg is None else f" hidden {h_avg:.4f}"
+                log(f"backbone {step}/{n1} loss {loss_avg:.4f}{hid} encoder sparsity "
                     f"{sp['encoder']:.3f} word {sp['word']:.3f} qat w={model.quant.weights} "
                     f"a={model.quant.acts} spans {model.spans().tolist()}")
             if step % r.ckpt_every == 0 and step < n1:

@@ -64,9 +64,10 @@ def test_join_leaves_out_held_out_sources_and_caps_copies():
     source = torch.tensor([s for s in range(4) for _ in range(3)])
     logits = torch.randn(len(aug), 2)
     labels, teacher = torch.tensor([0, 0, 1]), torch.zeros(3, 2)
-    joined, y, t = _join_augmented(tok, batch, labels, teacher, (aug, logits, source), fit_idx,
-                                   len(train), 2)
+    joined, y, t, keep = _join_augmented(tok, batch, labels, teacher, (aug, logits, source),
+                                         fit_idx, len(train), 2)
     kept = [j for j in range(len(aug)) if source[j] != 1 and j % 3 < 2]
+    assert keep.tolist() == kept
     assert len(joined) == 3 + len(kept) == len(y) == len(t)
     assert torch.equal(t[3:], logits[kept]) and torch.equal(y[3:], logits[kept].argmax(1))
     assert torch.equal(joined.input_ids[3:], tok.encode([aug[j].text_a for j in kept]).input_ids)

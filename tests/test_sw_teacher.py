@@ -9,11 +9,14 @@ from sw.teacher import (
     Teacher,
     bucketed_order,
     cache_augmented,
+    cache_states,
     cached_augmented,
     cached_logits,
+    cached_states,
     fine_tune,
     load_teacher,
     predict_logits,
+    predict_states,
 )
 from sw.tokenizer import WordPiece
 
@@ -70,6 +73,52 @@ def test_fine_tune_caches_logits_and_resumes(tiny_bert, tmp_path):
     want = predict_logits(model, WordPiece(tiny_bert, max_len=8).encode([e.text_a for e in aug]))
     assert torch.allclose(aug_logits, want, atol=1e-5)
     assert [e.label for e in aug] == want.argmax(1).tolist()
+
+
+def test_predict_states_packs_each_sentence_unpadded(tiny_bert):
+    tok = WordPiece(tiny_bert, max_len=8)
+    model = Teacher(tiny_bert).eval()
+    ex = [Example(t, 0) for t in ("good", "the film is very good", "bad film", "the")]
+    batch = tok.encode([e.text_a for e in ex])
+    states, offsets = predict_states(model, batch, batch_size=3)
+    lengths = batch.attention_mask.sum(1)
+    assert offsets.tolist() == [0, *lengths.cumsum(0).tolist()]
+    assert states.dtype == torch.float16 and states.shape == (int(lengths.sum()), 16)
+    for i in range(len(ex)):
+        n = int(lengths[i])
+        with torch.no_grad():  # each sentence alone, no padding at all
+            alone = model.states(batch.input_ids[i:i + 1, :n], batch.attention_mask[i:i + 1, :n],
+                                 batch.token_type_ids[i:i + 1, :n])[0]
+        # float16 storage: relative error at most 2^-11 (plus float32 noise of the batching)
+        got = states[offsets[i]:offsets[i + 1]].float()
+        assert torch.all((got - alone).abs() <= alone.abs() * 2.0 ** -11 + 1e-5)
+    left = batch.attention_mask.flip(1)
+    from sw.tokenizer import Batch
+    with pytest.raises(ValueError, match="right-padded"):
+        predict_states(model, Batch(batch.input_ids, left, batch.token_type_ids, 0))
+
+
+@pytest.mark.slow
+def test_cache_states_covers_train_and_augmented(tiny_bert, tmp_path):
+    train, dev = examples(24, 0), examples(8, 1)
+    fine_tune(train, dev, tmp_path, model_dir=tiny_bert, max_len=8, epochs=1, batch_size=8,
+              log=lambda m: None)
+    cache_augmented(tmp_path, train, 2, model_dir=tiny_bert, max_len=8, progress=False,
+                    log=lambda m: None)
+    assert cache_states(tmp_path, train, model_dir=tiny_bert, max_len=8, progress=False,
+                        log=lambda m: None) == 24 + 48
+    tok = WordPiece(tiny_bert, max_len=8)
+    for name, ex in (("train", train), ("augment", cached_augmented(tmp_path)[0])):
+        states, offsets = cached_states(tmp_path, name, len(ex))
+        lengths = tok.encode([e.text_a for e in ex]).attention_mask.sum(1)
+        assert torch.equal(offsets[1:] - offsets[:-1], lengths)
+        assert states.shape[0] == int(offsets[-1])
+    states, offsets = cached_states(tmp_path, "train", 10)
+    assert len(offsets) == 11 and states.shape[0] == int(offsets[-1])
+    with pytest.raises(ValueError, match="covers 24 examples, fewer than the 25"):
+        cached_states(tmp_path, "train", 25)
+    with pytest.raises(FileNotFoundError, match="edgebert teacher --states"):
+        cached_states(tmp_path / "none", "train", 1)
 
 
 def test_missing_checkpoint_is_refused(tmp_path):

@@ -102,6 +102,76 @@ def test_distillation_run_is_deterministic(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_gather_states_pads_each_row():
+    from sw.train import _gather_states, _join_states
+
+    states = torch.arange(12.0).view(6, 2).half()
+    offsets = torch.tensor([0, 2, 3, 6])  # rows of 2, 1 and 3 tokens
+    aug = (torch.full((2, 2), -1.0).half(), torch.tensor([0, 2]))
+    store = _join_states((states, offsets), aug)
+    got, valid = _gather_states(store, torch.tensor([2, 0, 3]), 3)
+    assert valid.tolist() == [[True] * 3, [True, True, False], [True, True, False]]
+    assert got[0].tolist() == [[6, 7], [8, 9], [10, 11]]
+    assert got[1, :2].tolist() == [[0, 1], [2, 3]] and got[2, :2].tolist() == [[-1, -1]] * 2
+
+
+def test_hidden_loss_ignores_padding_and_pools():
+    from sw.train import _hidden_loss
+
+    proj = torch.nn.Identity()
+    x = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])
+    valid = torch.tensor([[True, True, False]])
+    target = torch.tensor([[[1.0, 2.0], [3.0, 6.0], [0.0, 0.0]]])
+    # tokens: errors 0, 0, 0, 2 over 4 values -> 1; the padded position does not count
+    assert _hidden_loss(x, target, valid, proj, "tokens").item() == 1.0
+    # mean: means (2, 3) vs (2, 4) -> (0 + 1) / 2
+    assert _hidden_loss(x, target, valid, proj, "mean").item() == 0.5
+    with pytest.raises(ValueError, match="hidden_target must be one of"):
+        load_config(None, ["train.hidden_target=cls"])
+
+
+def micro_states(data, teacher, width=8):
+    """Teacher token states for the micro task that carry its label: +1 or -1 per position."""
+    from sw.tokenizer import WordPiece
+
+    rows = (data / "train.tsv").read_text().splitlines()[1:]
+    batch = WordPiece(max_len=16).encode([r.split("\t")[0] for r in rows])
+    lengths = batch.attention_mask.sum(1)
+    sign = torch.tensor([2.0 * int(r.split("\t")[1]) - 1 for r in rows])
+    states = torch.repeat_interleave(sign, lengths)[:, None].expand(-1, width).half()
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    save_file({"states": states.contiguous(), "offsets": offsets},
+              teacher / "train_states.safetensors")
+    return lengths
+
+
+@pytest.mark.slow
+def test_hidden_state_distillation_learns_the_teacher_states(tmp_path, capsys):
+    data, teacher = micro_task_with_teacher(tmp_path)
+    args = ["train", "--data", str(data), "--teacher", str(teacher), "-q", "--threads", "1"]
+    over = [*MICRO, "train.epochs=13", "train.hidden_beta=1.0"]  # 104 steps: 2 log lines
+    assert main([*args, "-o", str(tmp_path / "x"), *sets(over)]) != 0
+    assert "edgebert teacher --states" in capsys.readouterr().err
+    micro_states(data, teacher)
+    assert main([*args, "-o", str(tmp_path / "a"), *sets(over)]) == 0
+    hidden = [float(line.split(" hidden ")[1].split()[0])
+              for line in (tmp_path / "a" / "train.log").read_text().splitlines()
+              if " hidden " in line]
+    assert len(hidden) >= 2 and hidden[-1] < 0.5 * hidden[0], hidden
+    ckpt = load_file(tmp_path / "a" / "ckpt.safetensors")
+    assert ckpt["hproj.weight"].shape == (8, 32)
+    assert not any(k.startswith("hproj") for k in load_file(tmp_path / "a" /
+                                                             "student.safetensors"))
+    # states of other sentences (here: one token short each) are refused, not misaligned
+    d = load_file(teacher / "train_states.safetensors")
+    lengths = d["offsets"][1:] - d["offsets"][:-1] - 1
+    save_file({"states": d["states"][:int(lengths.sum())].contiguous(),
+               "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])},
+              teacher / "train_states.safetensors")
+    assert main([*args, "-o", str(tmp_path / "b"), *sets(over)]) != 0
+    assert "do not match the training sentences' tokens" in capsys.readouterr().err
+
+
 def test_config_file_and_overrides(tmp_path):
     p = tmp_path / "c.toml"
     p.write_text('[student]\nhidden = 64\nheads = 2\n[prune]\nmethod = "movement"\n')

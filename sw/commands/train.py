@@ -37,7 +37,7 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cached_augmented, cached_logits
+    from sw.teacher import cached_augmented, cached_logits, cached_states
     from sw.train import load_config, train
 
     torch.set_num_threads(args.threads)
@@ -56,7 +56,16 @@ def run(args):
             raise SystemExit("edgebert train: train.augment needs a teacher's augmented cache; "
                              "with --teacher none add --set train.augment=0")
         augmented = cached_augmented(args.teacher)
+    states = aug_states = None
+    if cfg.train.hidden_beta > 0:
+        if args.teacher == "none":
+            raise SystemExit("edgebert train: train.hidden_beta needs a teacher's cached states; "
+                             "with --teacher none add --set train.hidden_beta=0")
+        states = cached_states(args.teacher, "train", len(train_ex))
+        if augmented is not None:
+            aug_states = cached_states(args.teacher, "augment", len(augmented[0]))
     m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, augmented=augmented,
+              teacher_states=states, augmented_states=aug_states,
               echo=not args.quiet,
               progress=not args.quiet)
     d = m["dev"]
