@@ -12,8 +12,13 @@ sentence applies, word by word, one of:
   neighbours are mostly words of the same class ("terrific" → "fantastic", "wonderful");
 
 then, with probability ``p_ngram`` and only for single-sentence tasks, keeps a random n-gram
-(n in 1..5) of the result. Duplicates of the source are drawn again (a few tries) and dropped.
-The teacher's logits, not the source's label, are the targets of the augmented sentences.
+(n in 1..5) of the result. Otherwise, with probability ``p_concat`` (single sentences only), it
+appends another random training example, itself masked and replaced the same way, after a
+connective ("but", ", and", ";", ...). SST-2's training set is mostly short phrases while its
+dev and test sets are whole review sentences that often join two judgements; the joined
+sentences give the student long, mixed inputs labelled by the teacher. Duplicates of the source
+are drawn again (a few tries) and dropped. The teacher's logits, not the source's label, are the
+targets of the augmented sentences.
 """
 
 import random
@@ -27,6 +32,8 @@ from sw.data import Example
 __all__ = ["neighbour_table", "augment"]
 
 MASK = "[MASK]"
+# Ways in which SST's review sentences join two clauses ("" : plain juxtaposition).
+CONNECTIVES = (",", "and", "but", ", but", ", and", ";", "--", ".", "", "though", "while")
 
 
 def _words(text):
@@ -80,28 +87,30 @@ def _augment_text(words, rng, neighbours, p_mask, p_replace):
 
 
 def augment(examples, copies, neighbours, *, seed=0, p_mask=0.1, p_replace=0.1, p_ngram=0.25,
-            tries=10):
+            p_concat=0.0, tries=10):
     """``copies`` augmented examples per example (fewer where no new sentence comes out).
 
-    Returns ``(augmented, source)``: the new :class:`~sw.data.Example` list (labels copied from
-    the source; distillation uses the teacher's logits instead) and the index of each one's
-    source example, so that a held-out slice's augmentations can be left out.
+    Returns ``(augmented, source, partner)``: the new :class:`~sw.data.Example` list (labels
+    copied from the source; distillation uses the teacher's logits instead), the index of each
+    one's source example and of the example appended to it (-1: none), so that a held-out
+    slice's text can be kept out of training.
     """
     if not isinstance(copies, int) or copies < 0:
         raise ValueError(f"copies must be a non-negative integer, not {copies!r}")
-    for name, p in (("p_mask", p_mask), ("p_replace", p_replace), ("p_ngram", p_ngram)):
+    for name, p in (("p_mask", p_mask), ("p_replace", p_replace), ("p_ngram", p_ngram),
+                    ("p_concat", p_concat)):
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"{name} must be in [0, 1], not {p!r}")
     if p_mask + p_replace > 1.0:
         raise ValueError(f"p_mask + p_replace must be at most 1, not {p_mask + p_replace}")
     rng = random.Random(seed)
-    out, source = [], []
+    out, source, partner = [], [], []
     for i, e in enumerate(examples):
         seen = {(e.text_a, e.text_b)}
         for _ in range(copies):
             for _ in range(tries):
                 a = _augment_text(_words(e.text_a), rng, neighbours, p_mask, p_replace)
-                b = None
+                b, j = None, -1
                 if e.text_b is not None:
                     b = " ".join(_augment_text(_words(e.text_b), rng, neighbours, p_mask,
                                                p_replace))
@@ -109,11 +118,18 @@ def augment(examples, copies, neighbours, *, seed=0, p_mask=0.1, p_replace=0.1, 
                     n = rng.randint(1, min(5, len(a)))
                     s = rng.randint(0, len(a) - n)
                     a = a[s:s + n]
+                elif len(examples) > 1 and rng.random() < p_concat:
+                    j = rng.randrange(len(examples) - 1)
+                    j += j >= i  # another example
+                    tail = _augment_text(_words(examples[j].text_a), rng, neighbours, p_mask,
+                                         p_replace)
+                    a = a + _words(rng.choice(CONNECTIVES)) + tail
                 a = " ".join(a)
                 if (a, b) not in seen and a.replace(MASK, "").strip() \
                         and (b is None or b.replace(MASK, "").strip()):
                     seen.add((a, b))
                     out.append(Example(a, e.label, b))
                     source.append(i)
+                    partner.append(j)
                     break
-    return out, source
+    return out, source, partner

@@ -234,6 +234,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     logits = predict_logits(model, head, progress=bar)
     bar.close()
     save_file({"logits": logits, "labels": labels[:n]}, out_dir / "train_logits.safetensors")
+    (out_dir / "train_states.safetensors").unlink(missing_ok=True)  # of an earlier teacher
     log(f"cached logits for the first {n} training examples")
     return meta
 
@@ -246,12 +247,14 @@ def load_teacher(out_dir, model_dir=None):
     return model.eval()
 
 
-def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=0,
+def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=0, concat=0.0,
                     progress=True, log=print):
     """Augment ``train`` (:func:`sw.augment.augment`, ``copies`` per example) and cache the
     fine-tuned teacher's logits on the new sentences: ``augment.tsv`` (GLUE format, the label
     column holds the teacher's prediction) and ``augment_logits.safetensors`` (``logits``,
-    ``source``: the index of each sentence's training example)."""
+    ``source``: the index of each sentence's training example; ``partner``: the example
+    appended to it, with probability ``concat``, or -1). Removes a stale states cache of the
+    previous augmentations."""
     from tqdm import tqdm
 
     from sw.augment import augment, neighbour_table
@@ -259,7 +262,7 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
     out_dir = Path(out_dir)
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     neighbours = neighbour_table(train, model_dir)
-    examples, source = augment(train, copies, neighbours, seed=seed)
+    examples, source, partner = augment(train, copies, neighbours, seed=seed, p_concat=concat)
     log(f"augmented {len(train)} training examples into {len(examples)} new ones")
     model = load_teacher(out_dir, model_dir)
     batch, _ = _encode(WordPiece(model_dir, max_len=max_len), examples)
@@ -273,14 +276,18 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
         f.write("sentence1\tsentence2\tlabel\n" if pair else "sentence\tlabel\n")
         for e, y in zip(examples, preds, strict=True):
             f.write(f"{e.text_a}\t{e.text_b}\t{y}\n" if pair else f"{e.text_a}\t{y}\n")
-    save_file({"logits": logits, "source": torch.tensor(source, dtype=torch.int64)},
-              out_dir / "augment_logits.safetensors", metadata={"copies": str(copies)})
+    save_file({"logits": logits, "source": torch.tensor(source, dtype=torch.int64),
+               "partner": torch.tensor(partner, dtype=torch.int64)},
+              out_dir / "augment_logits.safetensors",
+              metadata={"copies": str(copies), "concat": str(concat)})
+    (out_dir / "augment_states.safetensors").unlink(missing_ok=True)
     log(f"cached teacher logits for {len(examples)} augmented examples")
     return len(examples)
 
 
 def cached_augmented(out_dir):
-    """(examples, logits, source) cached by :func:`cache_augmented` in ``out_dir``."""
+    """(examples, logits, source, partner) cached by :func:`cache_augmented` in ``out_dir``
+    (``partner`` is all -1 for caches written before concatenation existed)."""
     from sw.data import load_tsv
 
     out_dir = Path(out_dir)
@@ -293,7 +300,8 @@ def cached_augmented(out_dir):
     if len(examples) != len(d["logits"]):
         raise ValueError(f"{out_dir}: augment.tsv has {len(examples)} examples but the cache "
                          f"has logits for {len(d['logits'])}")
-    return examples, d["logits"], d["source"]
+    partner = d.get("partner", torch.full_like(d["source"], -1))
+    return examples, d["logits"], d["source"], partner
 
 
 def cached_logits(out_dir, n_expected):
@@ -315,7 +323,8 @@ def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, l
     """Cache the fine-tuned teacher's last-layer token states (:func:`predict_states`) on the
     training set (``train_states.safetensors``) and, when ``out_dir`` holds an augmented cache,
     on the augmented sentences (``augment_states.safetensors``), for hidden-state distillation
-    (``train.hidden_beta``). Returns the number of examples cached."""
+    (``train.hidden_beta``); a file already there is kept. Returns the number of examples
+    cached."""
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
@@ -326,12 +335,16 @@ def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, l
         sets.append(("augment", cached_augmented(out_dir)[0]))
     total = 0
     for name, examples in sets:
+        path = out_dir / f"{name}_states.safetensors"
+        if path.is_file():
+            log(f"keeping the cached teacher states in {path}")
+            continue
         batch, _ = _encode(tok, examples)
         bar = tqdm(total=len(examples), desc=f"teacher states ({name})", mininterval=10,
                    disable=not progress)
         states, offsets = predict_states(model, batch, progress=bar)
         bar.close()
-        save_file({"states": states, "offsets": offsets}, out_dir / f"{name}_states.safetensors",
+        save_file({"states": states, "offsets": offsets}, path,
                   metadata={"max_len": str(max_len)})
         log(f"cached teacher token states for {len(examples)} {name} examples "
             f"({states.shape[0]} tokens x {states.shape[1]})")

@@ -225,18 +225,22 @@ def _split_holdout(examples, perm, n_hold, min_words):
 
 
 def _join_augmented(tok, fit, labels, teacher, augmented, fit_idx, n_train, per_example):
-    """``fit`` plus at most ``per_example`` augmented examples of each of its sources."""
+    """``fit`` plus at most ``per_example`` augmented examples of each of its sources (none
+    with held-out text: neither the source nor the appended partner may be held out)."""
     from sw.tokenizer import Batch
 
-    examples, logits, source = augmented
-    if len(examples) != len(logits) or len(logits) != len(source):
-        raise ValueError("augmented examples, logits and sources differ in length")
-    in_fit = torch.zeros(max(n_train, int(source.max()) + 1), dtype=torch.bool)
+    examples, logits, source = augmented[:3]
+    partner = augmented[3] if len(augmented) > 3 else torch.full_like(source, -1)
+    if not len(examples) == len(logits) == len(source) == len(partner):
+        raise ValueError("augmented examples, logits, sources and partners differ in length")
+    in_fit = torch.zeros(max(n_train, int(source.max()) + 1, int(partner.max()) + 1),
+                         dtype=torch.bool)
     in_fit[fit_idx] = True
     count = torch.zeros_like(in_fit, dtype=torch.int64)
     keep = []
-    for j, s in enumerate(source.tolist()):
-        if s < n_train and in_fit[s] and count[s] < per_example:
+    for j, (s, p) in enumerate(zip(source.tolist(), partner.tolist(), strict=True)):
+        if s < n_train and in_fit[s] and count[s] < per_example and p < n_train \
+                and (p < 0 or in_fit[p]):
             keep.append(j)
             count[s] += 1
     if not keep:
@@ -470,10 +474,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     """Run the whole recipe; returns the metrics dict (also written to ``metrics.json``).
 
     ``teacher_logits`` are the teacher's logits on ``train_examples`` (same order) or ``None``
-    for training on labels alone. ``augmented`` is ``(examples, teacher logits, source index)``
-    (:func:`sw.teacher.cached_augmented`): with ``train.augment = K``, up to K of them per
-    training example join the backbone's training set, except those made from held-out
-    examples; their targets are the teacher's logits (and its prediction as the label).
+    for training on labels alone. ``augmented`` is ``(examples, teacher logits, source index,
+    partner index)`` (:func:`sw.teacher.cached_augmented`): with ``train.augment = K``, up to K
+    of them per training example join the backbone's training set, except those made from
+    held-out examples; their targets are the teacher's logits (and its prediction as the label).
     ``teacher_states`` and ``augmented_states`` are the teacher's packed last-layer token
     states (:func:`sw.teacher.cached_states`) on the training and augmented examples, needed
     when ``train.hidden_beta > 0``: the backbone then also learns to predict them from its last

@@ -29,24 +29,41 @@ def test_neighbours_come_from_the_teacher_embeddings():
 
 def test_augment_is_deterministic_and_never_repeats_the_source():
     nb = {"terrific": ["fantastic"], "funny": ["hilarious"], "movie": ["film"]}
-    a, src = augment(EXAMPLES, 4, nb, seed=3)
-    b, src_b = augment(EXAMPLES, 4, nb, seed=3)
-    assert a == b and src == src_b
+    a, src, part = augment(EXAMPLES, 4, nb, seed=3)
+    b, src_b, _ = augment(EXAMPLES, 4, nb, seed=3)
+    assert a == b and src == src_b and part == [-1] * len(a)  # no concatenation by default
     assert len(a) <= 4 * len(EXAMPLES) and sorted(src) == src
     for e, s in zip(a, src, strict=True):
         assert e.text_a != EXAMPLES[s].text_a and e.label == EXAMPLES[s].label
         assert e.text_a.replace(MASK, "").strip()
     # Every word replaced where it has a neighbour, kept otherwise; no n-grams.
-    full, _ = augment(EXAMPLES[:1], 1, nb, p_mask=0.0, p_replace=1.0, p_ngram=0.0)
+    full, _, _ = augment(EXAMPLES[:1], 1, nb, p_mask=0.0, p_replace=1.0, p_ngram=0.0)
     assert full[0].text_a == "a truly fantastic and hilarious film"
-    masked, _ = augment(EXAMPLES[:1], 1, nb, p_mask=0.5, p_replace=0.0, p_ngram=0.0, seed=1)
+    masked, _, _ = augment(EXAMPLES[:1], 1, nb, p_mask=0.5, p_replace=0.0, p_ngram=0.0, seed=1)
     words = masked[0].text_a.split()
     assert len(words) == 6 and MASK in words
     assert all(w == MASK or w == o for w, o in zip(words, EXAMPLES[0].text_a.split(),
                                                    strict=True))
 
 
+def test_concatenation_appends_another_example_after_a_connective():
+    from sw.augment import CONNECTIVES
+
+    out, src, part = augment(EXAMPLES, 3, {}, p_mask=0.0, p_replace=0.0, p_ngram=0.0,
+                             p_concat=1.0, seed=2)
+    assert len(out) == 3 * len(EXAMPLES)
+    for e, s, j in zip(out, src, part, strict=True):
+        assert j != s and 0 <= j < len(EXAMPLES) and e.label == EXAMPLES[s].label
+        head, tail = EXAMPLES[s].text_a, EXAMPLES[j].text_a
+        assert e.text_a.startswith(head + " ") and e.text_a.endswith(" " + tail)
+        middle = e.text_a[len(head):len(e.text_a) - len(tail)].strip()
+        assert middle in CONNECTIVES
+    assert len(set(part)) > 1
+
+
 def test_augment_refuses_bad_settings():
+    with pytest.raises(ValueError, match=r"p_concat must be in \[0, 1\]"):
+        augment(EXAMPLES, 1, {}, p_concat=-0.1)
     with pytest.raises(ValueError, match="copies must be a non-negative integer"):
         augment(EXAMPLES, -1, {})
     with pytest.raises(ValueError, match=r"p_ngram must be in \[0, 1\]"):
@@ -68,6 +85,14 @@ def test_join_leaves_out_held_out_sources_and_caps_copies():
                                          fit_idx, len(train), 2)
     kept = [j for j in range(len(aug)) if source[j] != 1 and j % 3 < 2]
     assert keep.tolist() == kept
+    # an appended partner that is held out (example 1) keeps its sentence out too
+    partner = torch.full_like(source, -1)
+    partner[0] = 1
+    partner[3] = 2
+    *_, keep = _join_augmented(tok, batch, labels, teacher, (aug, logits, source, partner),
+                               fit_idx, len(train), 2)
+    # sentence 0 is dropped; its source's third augmentation (2) takes the freed place
+    assert keep.tolist() == sorted([j for j in kept if j != 0] + [2])
     assert len(joined) == 3 + len(kept) == len(y) == len(t)
     assert torch.equal(t[3:], logits[kept]) and torch.equal(y[3:], logits[kept].argmax(1))
     assert torch.equal(joined.input_ids[3:], tok.encode([aug[j].text_a for j in kept]).input_ids)

@@ -66,7 +66,8 @@ def test_fine_tune_caches_logits_and_resumes(tiny_bert, tmp_path):
     # Augmented sentences: labelled with the fine-tuned teacher's own logits.
     n = cache_augmented(tmp_path, train, 2, model_dir=tiny_bert, max_len=8, progress=False,
                         log=lambda m: None)
-    aug, aug_logits, source = cached_augmented(tmp_path)
+    aug, aug_logits, source, partner = cached_augmented(tmp_path)
+    assert torch.equal(partner, torch.full_like(source, -1))  # no --concat
     assert len(aug) == n == len(source) and 0 < n <= 128
     assert all(0 <= s < 64 and aug[i].text_a != train[s].text_a
                for i, s in enumerate(source.tolist()))

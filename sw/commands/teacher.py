@@ -9,14 +9,16 @@ hundred steps (run the same command again to resume). Writes teacher.safetensors
 (dev accuracy) and train_logits.safetensors (the logits the student is distilled from).
 
 --augment K also writes K augmented sentences per training example (masking, embedding-neighbour
-replacement, n-gram sampling; see sw/augment.py) with the teacher's logits on them
-(augment.tsv, augment_logits.safetensors), for `edgebert train --set train.augment=K`. When the
-output directory already holds a finished teacher, fine-tuning is skipped and only the
-augmentation runs.
+replacement, n-gram sampling and, with --concat P, joining two examples; see sw/augment.py)
+with the teacher's logits on them (augment.tsv, augment_logits.safetensors), for
+`edgebert train --set train.augment=K`. When the output directory already holds a finished
+teacher, fine-tuning is skipped and only the augmentation runs.
 
 --states also caches the teacher's last-layer token states on the training (and augmented)
 sentences, float16, about 0.7 GB per 67k SST-2 examples (train_states.safetensors,
 augment_states.safetensors), for hidden-state distillation (`--set train.hidden_beta=B`).
+A states file that is already there is kept (new augmentations or a new fine-tuning remove
+the stale one).
 """
 
 
@@ -47,6 +49,9 @@ def register(sub):
                         "lower learning rate)")
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="augmented sentences per training example to label (default: 0)")
+    p.add_argument("--concat", type=float, default=0.0, metavar="P",
+                   help="with --augment: probability that an augmented sentence gets another "
+                        "training example appended after a connective (default: 0)")
     p.add_argument("--states", action="store_true",
                    help="also cache the teacher's last-layer token states (for "
                         "train.hidden_beta)")
@@ -74,6 +79,8 @@ def run(args):
 
     if args.augment < 0:
         raise SystemExit(f"edgebert teacher: --augment must be >= 0, not {args.augment}")
+    if not 0.0 <= args.concat <= 1.0:
+        raise SystemExit(f"edgebert teacher: --concat must be in [0, 1], not {args.concat}")
     done = Path(args.out) / "teacher.json"
     if done.is_file() and (Path(args.out) / "train_logits.safetensors").is_file():
         meta = json.loads(done.read_text())
@@ -88,7 +95,8 @@ def run(args):
               f"outputs in {args.out}")
     if args.augment:
         n = cache_augmented(args.out, train, args.augment, model_dir=args.model_dir,
-                            max_len=args.max_len, seed=args.seed, log=log)
+                            max_len=args.max_len, seed=args.seed, concat=args.concat,
+                            log=log)
         print(f"{n} augmented examples with teacher logits in {args.out}/augment.tsv")
     if args.states:
         n = cache_states(args.out, train, model_dir=args.model_dir, max_len=args.max_len,
