@@ -1,12 +1,20 @@
 """Span-masked softmax ([H3]): row-wise, n elements per cycle per pass, bit-exact to the golden.
 
 Three passes over a row buffer: (1) load the row and find its maximum, (2) read it back,
-compute the exponentials and their (masked) sum, then one cycle for the reciprocal, (3) read it
+compute the exponentials and their (masked) sum, then the reciprocal of the sum, (3) read it
 back again, recompute the exponentials, multiply by the mask and the reciprocal, requantize and
-stream out. Passes 2 and 3 share one pipelined datapath (read, exp argument, tables and mask,
-product with the reciprocal), so each pass takes one beat per cycle after a fixed latency.
-Formats and rounding are those of :mod:`sw.golden.softmax`.
+stream out. Passes 2 and 3 share one pipelined datapath (read, exp argument, tables and mask),
+so each pass takes one beat per cycle after a fixed latency; pass 3 starts reading while the
+reciprocal is still being computed, so that its first value needs it just when it is ready.
+
+Every pass is a pipeline with a register after each table lookup and each DSP product
+(:mod:`hw.sfu_pipe`), as in :mod:`hw.entropy` and :mod:`hw.layernorm`. Passes 2 and 3 stall as
+a whole with the output (``en = ~o.valid | o.ready``; nothing stalls before the first output
+value); pass 1 and the reciprocal never stall. The cycles per row are
+:func:`sw.perf.sfu.softmax_cycles`. Formats and rounding are those of :mod:`sw.golden.softmax`.
 """
+
+import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
@@ -22,16 +30,30 @@ from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_format, check_lanes, check_row
 from hw.sfu_math import (
     EXP_FRAC,
+    EXP_TABLE_CUTS,
+    EXP_U_CUTS,
+    RECIP_CUTS,
     RECIP_FRAC,
     SPAN_MASK_FRAC,
     exp_neg_table,
-    exp_neg_u,
+    exp_neg_u_abs,
     reciprocal,
 )
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
 
 __all__ = ["Softmax"]
 
 MASK_BITS = SPAN_MASK_FRAC + 1
+# Pipeline stages of the two tree reductions (the beat's maximum, the beat's sum): fixed, so the
+# cycles per row do not depend on n (each stage reduces ceil(log2 n) / 2 levels).
+MAX_TREE_STAGES = 2  # at most 2: pass 2 reads the maximum 2 + MAX_TREE_STAGES cycles after the load
+SUM_TREE_STAGES = 2
+# Cycles between the sum pass's last read and the output pass's first: the sum pass's last value
+# reaches the product with r1 (the stage after em) as the output pass's first does, then the
+# beat sum (SUM_TREE_STAGES), the accumulator (1) and the reciprocal (RECIP_CUTS) must be done
+# before the output pass's first value gets there: its read follows the last one of pass 2 by
+# SUM_TREE_STAGES + 1 + RECIP_CUTS cycles, two of them the FSM's own (SUM's last, OUT's first).
+GAP_CYCLES = SUM_TREE_STAGES + RECIP_CUTS - 1
 
 
 class Softmax(LaneUnit, wiring.Component):
@@ -104,6 +126,9 @@ class Softmax(LaneUnit, wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
+        free = register_cut(m)  # pass 1 and the reciprocal are never stalled
+        en = Signal()
+        held = register_cut(m, en)  # passes 2 and 3 stall with the output
 
         def fixed_of(name, codes):
             out = []
@@ -115,84 +140,78 @@ class Softmax(LaneUnit, wiring.Component):
             return out
 
         count = Signal(range(self._max_beats + 1))
+        wait = Signal(range(GAP_CYCLES + 1))
         mx = Signal(signed(fx.width))
         acc_width = EXP_FRAC + 1 + MASK_BITS + (self._max_len - 1).bit_length()
         acc = Signal(acc_width)
-        r1 = Signal(RECIP_FRAC + 1)
-        k = Signal(range(acc_width))
-        valid_a = Signal()  # a read was issued: rd.data holds a beat
-        en = Signal()
 
-        # Pass 1: the running maximum over the incoming beats (masked-out ones skipped when
-        # renormalising).
+        # Pass 1: P: the incoming beats in fixed point, masked-out ones at the minimum when
+        # renormalising (registered) | their maximum, a tree in MAX_TREE_STAGES stages | the
+        # running maximum. It is final 2 + MAX_TREE_STAGES cycles after the last input beat,
+        # exactly when the first value read in pass 2 reaches the subtraction (stage D).
+        taken = Signal()
         in_x = fixed_of("in_fixed", [self.i.payload.x[j] for j in range(n)])
-        level = [Mux(self.renorm & (self.i.payload.mask[j] == 0), fx.min_int, in_x[j])
-                 for j in range(n)]
-        # The beat's maximum as a tree of pairwise maxima (log2 n comparators deep, not n).
-        depth = 0
-        while len(level) > 1:
-            nxt = []
-            for j in range(0, len(level) - 1, 2):
-                # A Signal per node: the expression uses both operands twice.
-                node = Signal(signed(fx.width), name=f"best{depth}_{j // 2}")
-                m.d.comb += node.eq(Mux(level[j + 1] > level[j], level[j + 1], level[j]))
-                nxt.append(node)
-            level = nxt + level[len(level) - len(level) % 2:]
-            depth += 1
-        best = level[0]
-        row_best = Signal(signed(fx.width))
-        m.d.comb += row_best.eq(Mux(count == 0, best, Mux(best > mx, best, mx)))
-
-        # Passes 2 and 3 share one pipelined datapath from the row buffer, advancing when ``en``:
-        # A: read issued (valid_a) | B: rd.data -> x -> d -> u (registered) | C: 2^-u from the
-        # tables, times the mask (registered) | then the sum (pass 2) or the output (pass 3).
-        rx = [rd.data[j * lane_bits:j * lane_bits + fmt.n_bits] for j in range(n)]
-        rmask = [rd.data[j * lane_bits + fmt.n_bits:(j + 1) * lane_bits] for j in range(n)]
-        xs = fixed_of("rd_fixed", rx)
-        ds = []
+        in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
         for j in range(n):
-            d = Signal(signed(fx.width + 1), name=f"d{j}")
-            m.d.comb += d.eq(Mux(xs[j] > mx, 0, xs[j] - mx))
-            ds.append(d)
-        us = exp_neg_u(m, "exp", ds, fx.frac_bits)
-        valid_b, valid_c = Signal(), Signal()
-        u_b = [Signal(len(u), name=f"u_b{j}") for j, u in enumerate(us)]
-        mask_b = [Signal(MASK_BITS, name=f"mask_b{j}") for j in range(n)]
-        es = exp_neg_table(m, "exp", u_b)
-        e_c = [Signal(EXP_FRAC + 1, name=f"e_c{j}") for j in range(n)]
-        ems = [Signal(EXP_FRAC + 1 + MASK_BITS, name=f"em_c{j}") for j in range(n)]
-        with m.If(en):
-            m.d.sync += [valid_b.eq(valid_a), valid_c.eq(valid_b)]
-            for j in range(n):
-                m.d.sync += [u_b[j].eq(us[j]), mask_b[j].eq(rmask[j]), e_c[j].eq(es[j]),
-                             ems[j].eq(es[j] * mask_b[j])]
-        pipe_empty = ~valid_a & ~valid_b & ~valid_c
-        beat_sum = Signal(acc_width)
-        m.d.comb += beat_sum.eq(Mux(self.renorm, sum(ems), sum(e_c) << SPAN_MASK_FRAC))
+            m.d.comb += in_m[j].eq(Mux(self.renorm & (self.i.payload.mask[j] == 0),
+                                       fx.min_int, in_x[j]))
+        p_valid, p_first, *p_x = free([taken, count == 0, *in_m])
+        best = tree(free, p_x, lambda a, b: Mux(a > b, a, b), MAX_TREE_STAGES)
+        b_valid, b_first = delay(free, [p_valid, p_first], MAX_TREE_STAGES)
+        with m.If(b_valid):
+            m.d.sync += mx.eq(Mux(b_first | (best > mx), best, mx))
 
-        recip_r1, recip_k, _ = reciprocal(m, "recip", acc | (acc == 0), registered=True)
+        # Passes 2 and 3 share one pipeline from the row buffer, advancing when ``en``, and
+        # carry a valid bit each: A: read issued | B: the codes and masks read | C: x in fixed
+        # point | D: -d = max - x (0 where x > max) | u (EXP_U_CUTS) | 2^-u (EXP_TABLE_CUTS) |
+        # I: e | em = e mask (MUL_CUTS) | then pass 2: the beat's sum (SUM_TREE_STAGES) into the
+        # accumulator; pass 3: em r1 (MUL_CUTS), requantize (REQUANT_STAGES), output register.
+        valid_a, sum_a = Signal(), Signal()  # a read was issued (sum_a: in pass 2)
+        flight = Flight(held, valid_a)  # pass 3's beats: the output pass ends when none is left
+        stage = flight.stage
+        valid_b, (sum_b, codes) = stage(valid_a, [sum_a, rd.data])
+        rx = [codes[j * lane_bits:j * lane_bits + fmt.n_bits] for j in range(n)]
+        rmask = [codes[j * lane_bits + fmt.n_bits:(j + 1) * lane_bits] for j in range(n)]
+        valid_c, (sum_c, *rest) = stage(valid_b, [sum_b, *fixed_of("rd_fixed", rx), *rmask])
+        x_c, mask_c = rest[:n], rest[n:]
+        negd = [Signal(fx.width + 1, name=f"negd{j}") for j in range(n)]
+        m.d.comb += [negd[j].eq(Mux(x_c[j] > mx, 0, mx - x_c[j])) for j in range(n)]
+        valid_d, (sum_d, *rest) = stage(valid_c, [sum_c, *negd, *mask_c])
+        negd_d, mask_d = rest[:n], rest[n:]
+        us = exp_neg_u_abs(m, "exp", negd_d, fx.frac_bits, held)
+        valid_e, (sum_e, *mask_e) = stage(valid_d, [sum_d, *mask_d], EXP_U_CUTS)
+        es = exp_neg_table(m, "exp", us, held)
+        valid_h, (sum_h, *mask_h) = stage(valid_e, [sum_e, *mask_e], EXP_TABLE_CUTS)
+        valid_i, (sum_i, *rest) = stage(valid_h, [sum_h, *es, *mask_h])
+        e_i, mask_i = rest[:n], rest[n:]
+        ems = [mul(held, e_i[j], mask_i[j]) for j in range(n)]
+        valid_j, (sum_j, *e_j) = stage(valid_i, [sum_i, *e_i], MUL_CUTS)
+
+        # Pass 2's sum, then the reciprocal, free-running from the final sum (stable until the
+        # next row's load pass ends): 1/S ~= r1 2^-(RECIP_FRAC + k), RECIP_CUTS cycles later.
+        terms = [Mux(self.renorm, ems[j], e_j[j] << SPAN_MASK_FRAC) for j in range(n)]
+        beat_sum = tree(held, terms, operator.add, SUM_TREE_STAGES)
+        (sum_valid,) = delay(held, [valid_j & sum_j], SUM_TREE_STAGES)
+        with m.If(en & sum_valid):
+            m.d.sync += acc.eq(acc + beat_sum)
+        r1, k, _ = reciprocal(m, "recip", acc | (acc == 0), cut=free)
         scale = fmt.offset - fmt.man_bits
         shift = Signal(signed(8))
         m.d.comb += shift.eq(-RECIP_FRAC - k - (self.bias_out + scale))
-        # Pass 3 only, stage D: the product with the reciprocal (registered), then the
-        # pipelined requantizer (REQUANT_STAGES stages) and the output register.
-        valid_d = Signal()
-        v_d = [Signal(len(ems[j]) + len(r1), name=f"v_d{j}") for j in range(n)]
-        with m.If(en):
-            m.d.sync += valid_d.eq(valid_c)
-            for j in range(n):
-                m.d.sync += v_d[j].eq(ems[j] * r1)
-        codes = []
+        (shift,) = free([shift])
+
+        # Pass 3: em r1, requantized, into the output register.
+        vs = [mul(held, ems[j], r1) for j in range(n)]
+        codes_out = []
         for j in range(n):
-            rq = AFRequantCore(fmt=fmt, in_width=len(v_d[j]) + 1,
+            rq = AFRequantCore(fmt=fmt, in_width=len(vs[j]) + 1,
                                shift_min=-RECIP_FRAC - (acc_width - 1) - (fmt.bias_max + scale),
                                shift_max=-RECIP_FRAC - scale, stages=REQUANT_STAGES)
             m.submodules[f"requant{j}"] = rq
-            m.d.comb += [rq.value.eq(v_d[j]), rq.shift.eq(shift), rq.en.eq(en)]
-            codes.append(rq.code)
-        # Valid bits of the requantizer stages; they move in pass 3 only, so that the sum
-        # pass's beats never reach the output.
-        valid_q = [Signal(name=f"valid_q{k}") for k in range(REQUANT_STAGES)]
+            m.d.comb += [rq.value.eq(vs[j]), rq.shift.eq(shift), rq.en.eq(en)]
+            codes_out.append(rq.code)
+        valid_rq, _ = stage(valid_j & ~sum_j, [], MUL_CUTS + REQUANT_STAGES)
+        in_flight = flight.any
 
         m.d.comb += [
             wr.addr.eq(count),
@@ -206,39 +225,36 @@ class Softmax(LaneUnit, wiring.Component):
         m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
             with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(~self.error), en.eq(1)]
-                with m.If(self.i.valid & ~self.error):
+                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error),
+                             en.eq(1)]
+                with m.If(taken):
                     m.d.comb += wr.en.eq(1)
-                    m.d.sync += [mx.eq(row_best), count.eq(count + 1)]
+                    m.d.sync += count.eq(count + 1)
                     with m.If(last):
                         m.d.sync += [count.eq(0), acc.eq(0)]
                         m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.d.sync += valid_a.eq(count != self.length)
+                m.d.sync += [valid_a.eq(count != self.length), sum_a.eq(1)]
                 with m.If(count != self.length):
                     m.d.sync += count.eq(count + 1)
-                with m.If(valid_c):
-                    m.d.sync += acc.eq(acc + beat_sum)
-                with m.If((count == self.length) & pipe_empty):
-                    m.next = "RECIP"
-            with m.State("RECIP"):  # the reciprocal's first (registered) half
+                with m.Else():
+                    m.d.sync += [count.eq(0), wait.eq(GAP_CYCLES)]
+                    m.next = "WAIT"
+            with m.State("WAIT"):  # pass 2 drains and the reciprocal settles
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.next = "RECIP_NEWTON"
-            with m.State("RECIP_NEWTON"):
-                m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.d.sync += [r1.eq(recip_r1), k.eq(recip_k), count.eq(0)]
-                m.next = "OUT"
+                m.d.sync += [sum_a.eq(0), wait.eq(wait - 1)]
+                with m.If(wait == 1):
+                    m.next = "OUT"
             with m.State("OUT"):
                 m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
                 with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length),
-                                 Cat(*valid_q, self.o.valid).eq(Cat(valid_d, *valid_q))]
+                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_rq)]
                     for j in range(n):
-                        m.d.sync += self.o.payload[j].eq(codes[j])
+                        m.d.sync += self.o.payload[j].eq(codes_out[j])
                     with m.If(count != self.length):
                         m.d.sync += count.eq(count + 1)
-                    with m.Elif(pipe_empty & ~valid_d & ~Cat(*valid_q).any()):
+                    with m.Elif(~in_flight):
                         m.d.sync += count.eq(0)
                         m.next = "LOAD"
         return m
