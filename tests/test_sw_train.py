@@ -38,7 +38,7 @@ TINY = ["student.emb_dim=32", "student.hidden=32", "student.heads=2", "student.f
         "student.layers=3", "student.max_len=16", "student.span_ramp=4", "train.epochs=4",
         "train.holdout=64", "train.batch_size=16", "train.lr=3e-3", "train.ramp_epochs=0.5",
         "train.calib_examples=64", "train.train_limit=0", "train.qat_acts_from=0.9",
-        "train.augment=0", "train.holdout_min_words=0"]
+        "train.augment=0", "train.holdout_min_words=0", "train.hidden_beta=0.0"]
 
 
 def sets(items):
