@@ -22,15 +22,15 @@ Buffers (all ``amaranth.lib.memory.Memory``; word bit ``t·N`` starts code ``t``
 * **values**: the packed non-zero codes, n per word, in :func:`sw.sparse.pack_bitmask` order.
 * **bias**: word ``cb`` holds ``bias[cb·n : cb·n+n]``.
 
-Pipeline: S0 scans a mask word per n vectors and issues one vector (token) per cycle; S1 reads
-the non-zeros out of a 4n-code realignment buffer and the X slice and splits the codes into
-sign, exponent and significand; S2 multiplies the significands (and adds the exponents); S3
-shifts and signs the products; S4 accumulates. The last token of a tile also copies the sum
-into a shadow register set that is drained (one output row per cycle: add the aligned bias,
-ReLU, requantize with n pipelined :class:`~hw.af_requant.AFRequantCore`, register the codes,
-write Y) while the next tile computes. A tile's last
-token therefore waits until the previous drain has read its last row (n cycles between last
-tokens).
+Pipeline: S0 scans a (registered, read-ahead) mask word per n vectors and issues one vector
+(token) per cycle; S1 reads the non-zeros out of a 4n-code realignment buffer and the X lane out
+of the X slice, S1b splits the codes into sign, exponent and significand; S2 multiplies the
+significands (and adds the exponents); S3 shifts and signs the products; S4 accumulates. The
+last token of a tile also copies the sum into a shadow register set that is drained (one output
+row per cycle: add the aligned bias, ReLU, requantize with n pipelined
+:class:`~hw.af_requant.AFRequantCore`, register the codes, write Y) while the next tile
+computes. A tile's last token therefore waits until the previous drain has read its last row
+(n cycles between last tokens).
 """
 
 from dataclasses import dataclass
@@ -56,11 +56,11 @@ DIM_BITS = 16
 NNZ_BITS = 32
 COUNTER_BITS = 32
 # Fixed cycles of a run besides the scanned vectors: one to check the shape, two per row tile
-# to prime the mask and value reads, and the flush after the last token (S1..S4, n drain
-# rows, bias and ReLU, the requantizer's pipeline stages, the code register, write).
+# to prime the mask and value reads, and the flush after the last token (S1, S1b, S2..S4, n
+# drain rows, bias and ReLU, the requantizer's pipeline stages, the code register, write).
 CHECK_CYCLES = 1
 PRIME_CYCLES = 2
-FLUSH_EXTRA = 6 + REQUANT_STAGES
+FLUSH_EXTRA = 7 + REQUANT_STAGES
 
 
 class MatmulError(enum.Enum, shape=4):
@@ -420,9 +420,11 @@ class MatrixEngine(wiring.Component):
             next_word.eq(advance & ~rest.any()),
         ]
 
-        # Token registers S1..S3.
+        # Token registers S1..S4.
         s1 = dict(valid=Signal(), mask=Signal(n), used=Signal(vbits), lane=Signal(ln),
                   first=Signal(), last=Signal(), cb=Signal(DIM_BITS), yaddr=Signal(DIM_BITS))
+        s1b = {f: Signal.like(s1[f], name=f"s1b_{f}")
+               for f in ("valid", "first", "last", "cb", "yaddr")}
         s2 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s3 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s4 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
@@ -503,26 +505,29 @@ class MatrixEngine(wiring.Component):
             m.d.sync += stall.eq(stall + 1)
         m.d.sync += skipped.eq(skipped + skip_inc)
 
-        # ---- S1: realign the non-zeros, select the X lane, split both into fields ----------
+        # ---- S1: realign the non-zeros and select the X lane (registered codes); S1b: split
+        # both into fields. Two stages keep the X banks' block RAM output time and the 4n-way
+        # realignment multiplexer each in a cycle of their own.
         def fields(prefix, k):
             return (Signal(name=f"{prefix}_s{k}"), Signal(fmt.exp_bits, name=f"{prefix}_e{k}"),
                     Signal(fmt.sig_bits, name=f"{prefix}_g{k}"))
 
         wf = [fields("w", j) for j in range(n)]
         xf = [fields("x", i) for i in range(n)]
+        w_code = [Signal(nb, name=f"w_code{j}") for j in range(n)]
+        x_code = [Signal(nb, name=f"x_code{i}") for i in range(n)]
         vb = Array(vbuf)
         for j in range(n):
             prefix = sum(s1["mask"][t] for t in range(j)) if j else 0
             pos = Signal(ln + 2, name=f"pos{j}")
-            code = Signal(nb, name=f"w_code{j}")
-            m.d.comb += [pos.eq(s1["used"] + prefix), code.eq(Mux(s1["mask"][j], vb[pos], 0))]
-            m.d.sync += [r.eq(v) for r, v in zip(wf[j], af_fields(fmt, code), strict=True)]
+            m.d.comb += pos.eq(s1["used"] + prefix)
+            m.d.sync += w_code[j].eq(Mux(s1["mask"][j], vb[pos], 0))
         for i in range(n):
-            code = Signal(nb, name=f"x_code{i}")
-            m.d.comb += code.eq(Array(codes(x_rd[i].data))[s1["lane"]])
-            m.d.sync += [r.eq(v) for r, v in zip(xf[i], af_fields(fmt, code), strict=True)]
-        m.d.sync += s2["valid"].eq(s1["valid"])
-        m.d.sync += [s2[f].eq(s1[f]) for f in ("first", "last", "yaddr")]
+            m.d.sync += x_code[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
+        m.d.sync += [s1b[f].eq(s1[f]) for f in s1b]
+        for f, code in [*zip(wf, w_code, strict=True), *zip(xf, x_code, strict=True)]:
+            m.d.sync += [r.eq(v) for r, v in zip(f, af_fields(fmt, code), strict=True)]
+        m.d.sync += [s2[f].eq(s1b[f]) for f in s2]
 
         # ---- S2: n × n significand products, exponent sums and signs ------------------------
         sp = [[Signal(2 * fmt.sig_bits, name=f"sp{i}_{j}") for j in range(n)] for i in range(n)]
@@ -545,9 +550,9 @@ class MatrixEngine(wiring.Component):
 
         # Bias of the tile a closing token ends, aligned to the accumulator unit:
         # sig << (exp + bias_b - bias_x - bias_w - offset + M), never a negative shift
-        # (MatmulConfig checks the format). Read at S1; fields and shift amount registered at
+        # (MatmulConfig checks the format). Read at S1b; fields and shift amount registered at
         # S2 (so the block RAM's output time stays off the shifter), shifted at S3, signed at S4.
-        m.d.comb += [b_rd.addr.eq(s1["cb"]), b_rd.en.eq(s1["valid"] & s1["last"])]
+        m.d.comb += [b_rd.addr.eq(s1b["cb"]), b_rd.en.eq(s1b["valid"] & s1b["last"])]
         base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
         m.d.sync += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
         bias_sig = [Signal(fmt.sig_bits, name=f"bias_sig{j}") for j in range(n)]
