@@ -22,15 +22,15 @@ Buffers (all ``amaranth.lib.memory.Memory``; word bit ``t·N`` starts code ``t``
 * **values**: the packed non-zero codes, n per word, in :func:`sw.sparse.pack_bitmask` order.
 * **bias**: word ``cb`` holds ``bias[cb·n : cb·n+n]``.
 
-Pipeline: S0 scans a mask word per n vectors and issues one vector (token) per cycle; S1 reads
-the non-zeros out of a 4n-code realignment buffer and the X slice and splits the codes into
-sign, exponent and significand; S2 multiplies the significands (and adds the exponents); S3
-shifts and signs the products; S4 accumulates. The last token of a tile also copies the sum
-into a shadow register set that is drained (one output row per cycle: add the aligned bias,
-ReLU, requantize with n pipelined :class:`~hw.af_requant.AFRequantCore`, register the codes,
-write Y) while the next tile computes. A tile's last
-token therefore waits until the previous drain has read its last row (n cycles between last
-tokens).
+Pipeline: S0 scans a (registered, read-ahead) mask word per n vectors and issues one vector
+(token) per cycle; S1 reads the non-zeros out of a 4n-code realignment buffer and the X lane out
+of the X slice, S1b splits the codes into sign, exponent and significand; S2 multiplies the
+significands (and adds the exponents); S3 shifts and signs the products; S4 accumulates. The
+last token of a tile also copies the sum into a shadow register set that is drained (one output
+row per cycle: add the aligned bias, ReLU, requantize with n pipelined
+:class:`~hw.af_requant.AFRequantCore`, register the codes, write Y) while the next tile
+computes. A tile's last token therefore waits until the previous drain has read its last row
+(n cycles between last tokens).
 """
 
 from dataclasses import dataclass
@@ -56,11 +56,11 @@ DIM_BITS = 16
 NNZ_BITS = 32
 COUNTER_BITS = 32
 # Fixed cycles of a run besides the scanned vectors: one to check the shape, two per row tile
-# to prime the mask and value reads, and the flush after the last token (S1..S4, n drain
-# rows, bias and ReLU, the requantizer's pipeline stages, the code register, write).
+# to prime the mask and value reads, and the flush after the last token (S1, S1b, S2..S4, n
+# drain rows, bias and ReLU, the requantizer's pipeline stages, the code register, write).
 CHECK_CYCLES = 1
 PRIME_CYCLES = 2
-FLUSH_EXTRA = 6 + REQUANT_STAGES
+FLUSH_EXTRA = 7 + REQUANT_STAGES
 
 
 class MatmulError(enum.Enum, shape=4):
@@ -348,9 +348,11 @@ class MatrixEngine(wiring.Component):
         xbase = Signal(range(cfg.x_depth + 1))
         cb = Signal(DIM_BITS)       # current column block
         wi = Signal(DIM_BITS)       # mask word within the block
-        maddr = Signal(range(cfg.m_depth + 1))
+        maddr = Signal(range(cfg.m_depth + 2))  # mask word being read ahead
         yaddr = Signal(DIM_BITS)    # tile index = Y word address
-        fresh = Signal()            # the mask word on m_rd.data has not been scanned yet
+        mword = Signal(n * n)       # the mask word being scanned (registered)
+        mnz = Signal(n)             # its non-zero masks
+        mpc = [Signal(range(n + 1), name=f"mpc{t}") for t in range(n)]  # its masks' popcounts
         pend_r = Signal(n)          # non-zero masks of the current word not yet issued
         tile_first = Signal()       # no token of the current tile issued yet
         gap = Signal(range(n + 1), init=n)  # cycles since the last tile-closing token
@@ -363,6 +365,7 @@ class MatrixEngine(wiring.Component):
         fetched = Signal(vbits)     # codes requested
         landed = Signal(vbits)      # codes written into the buffer
         used = Signal(vbits)        # codes consumed by issued tokens
+        ahead = Signal(vbits)       # used + 3n, kept as a register for the fetch decision
         landing = Signal()
         vbuf = [Signal(nb, name=f"vbuf{i}") for i in range(4 * n)]
 
@@ -378,11 +381,12 @@ class MatrixEngine(wiring.Component):
         m.d.comb += self.err.eq(err)
 
         # ---- S0: scan the mask word, issue one token per cycle ------------------------------
-        word = m_rd.data
-        wmasks = [word[t * n:(t + 1) * n] for t in range(n)]
-        nz = Cat(*(mk.any() for mk in wmasks))
-        pend = Signal(n)
-        m.d.comb += pend.eq(Mux(fresh, nz, pend_r))
+        # The scanner works on a registered copy of the mask word (mword, with its non-zero
+        # masks and popcounts computed on the way in) while the block RAM already reads the
+        # next word: the RAM's clock-to-output time stays off the scanner's decisions. pend_r
+        # holds the non-zero masks not yet issued; it is never empty but for an all-zero word.
+        wmasks = [mword[t * n:(t + 1) * n] for t in range(n)]
+        pend = pend_r
         low = Signal(n)
         m.d.comb += low.eq(pend & (~pend + 1))
         idx = Signal(ln)
@@ -391,10 +395,11 @@ class MatrixEngine(wiring.Component):
                 m.d.comb += idx.eq(t)
         rest = Signal(n)
         m.d.comb += rest.eq(pend & ~low)
+        # With pend empty the word is all zero, so mask idx = 0 is zero too.
         tok_mask = Signal(n)
-        m.d.comb += tok_mask.eq(Mux(pend.any(), Array(wmasks)[idx], 0))
+        m.d.comb += tok_mask.eq(Array(wmasks)[idx])
         tok_pc = Signal(range(n + 1))
-        m.d.comb += tok_pc.eq(sum(tok_mask[t] for t in range(n)))
+        m.d.comb += tok_pc.eq(Array(mpc)[idx])
         # Registered "last mask word of the tile" and "last column block" flags: comparing the
         # counters here would put a subtract and compare in front of every enable.
         word_end_tile = Signal()    # wi == kw - 1
@@ -408,16 +413,19 @@ class MatrixEngine(wiring.Component):
         streaming = Signal()
         advance = Signal()
         issue = Signal()
+        next_word = Signal()        # the scanner is done with mword
         m.d.comb += [
             advance.eq(streaming & ~(tok_valid & tok_last & (gap < n))),
             issue.eq(advance & tok_valid),
+            next_word.eq(advance & ~rest.any()),
         ]
 
-        # Token registers S1..S3.
+        # Token registers S1..S4.
         s1 = dict(valid=Signal(), mask=Signal(n), used=Signal(vbits), lane=Signal(ln),
                   first=Signal(), last=Signal(), cb=Signal(DIM_BITS), yaddr=Signal(DIM_BITS))
-        s2 = dict(valid=Signal(), first=Signal(), last=Signal(), cb=Signal(DIM_BITS),
-                  yaddr=Signal(DIM_BITS))
+        s1b = {f: Signal.like(s1[f], name=f"s1b_{f}")
+               for f in ("valid", "first", "last", "cb", "yaddr")}
+        s2 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s3 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s4 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         m.d.sync += s1["valid"].eq(issue)
@@ -440,7 +448,7 @@ class MatrixEngine(wiring.Component):
         # sw.perf.matmul for why this never starves the scanner).
         fetch = Signal()
         m.d.comb += [
-            fetch.eq(streaming & (fetched < nnz) & (fetched <= used + 3 * n)),
+            fetch.eq(streaming & (fetched < nnz) & (fetched <= ahead)),
             v_rd.addr.eq(fetched[ln:]),
             v_rd.en.eq(fetch),
         ]
@@ -454,51 +462,72 @@ class MatrixEngine(wiring.Component):
                 with m.If(slot == s):
                     m.d.sync += [vbuf[s * n + t].eq(c) for t, c in enumerate(codes(v_rd.data))]
         with m.If(issue):
-            m.d.sync += used.eq(used + tok_pc)
+            m.d.sync += [used.eq(used + tok_pc), ahead.eq(ahead + tok_pc)]
 
-        # Scanner state.
-        m.d.comb += [m_rd.addr.eq(maddr + 1), m_rd.en.eq(0)]
+        # Scanner state. The mask RAM reads one word ahead (maddr); a word moves from its output
+        # into mword when the scanner is done with the previous one (or in PRIME1).
+        load_word = Signal()
+        word_in = [m_rd.data[t * n:(t + 1) * n] for t in range(n)]
+        m.d.comb += [m_rd.addr.eq(maddr), m_rd.en.eq(load_word)]
+        with m.If(load_word):
+            m.d.sync += [mword.eq(m_rd.data), maddr.eq(maddr + 1)]
+            m.d.sync += [mnz[t].eq(mk.any()) for t, mk in enumerate(word_in)]
+            m.d.sync += [pend_r[t].eq(mk.any()) for t, mk in enumerate(word_in)]
+            m.d.sync += [mpc[t].eq(sum(mk[b] for b in range(n))) for t, mk in enumerate(word_in)]
         with m.If(advance):
-            with m.If(fresh):
-                m.d.sync += skipped.eq(skipped + n - sum(nz[t] for t in range(n)))
-            with m.If(issue & (tok_mask != 0)):
-                m.d.sync += cyc_mac.eq(cyc_mac + 1)
             with m.If(issue):
                 m.d.sync += tile_first.eq(0)
             with m.If(rest.any()):
-                m.d.sync += [pend_r.eq(rest), fresh.eq(0)]
+                m.d.sync += pend_r.eq(rest)
             with m.Else():
-                m.d.comb += m_rd.en.eq(1)
-                m.d.sync += [fresh.eq(1), maddr.eq(maddr + 1)]
+                m.d.comb += load_word.eq(1)
                 with m.If(word_end_tile):
                     m.d.sync += [wi.eq(0), cb.eq(cb + 1), yaddr.eq(yaddr + 1),
                                  tile_first.eq(1), word_end_tile.eq(kw == 1),
                                  cb_last.eq(cb + 2 == cbn)]
                 with m.Else():
                     m.d.sync += [wi.eq(wi + 1), word_end_tile.eq(wi + 2 == kw)]
-        with m.If(streaming & ~advance):
-            m.d.sync += stall.eq(stall + 1)
 
-        # ---- S1: realign the non-zeros, select the X lane, split both into fields ----------
+        # Performance counters, one cycle behind the scanner from registered increments (the
+        # flush leaves them their final values long before done): keeps their adders and
+        # enables off the scanner's paths.
+        mac_inc = Signal()
+        stall_inc = Signal()
+        skip_inc = Signal(range(n + 1))
+        m.d.sync += [
+            mac_inc.eq(issue & pend.any()),
+            stall_inc.eq(streaming & ~advance),
+            skip_inc.eq(Mux(next_word, n - sum(mnz[t] for t in range(n)), 0)),
+        ]
+        with m.If(mac_inc):
+            m.d.sync += cyc_mac.eq(cyc_mac + 1)
+        with m.If(stall_inc):
+            m.d.sync += stall.eq(stall + 1)
+        m.d.sync += skipped.eq(skipped + skip_inc)
+
+        # ---- S1: realign the non-zeros and select the X lane (registered codes); S1b: split
+        # both into fields. Two stages keep the X banks' block RAM output time and the 4n-way
+        # realignment multiplexer each in a cycle of their own.
         def fields(prefix, k):
             return (Signal(name=f"{prefix}_s{k}"), Signal(fmt.exp_bits, name=f"{prefix}_e{k}"),
                     Signal(fmt.sig_bits, name=f"{prefix}_g{k}"))
 
         wf = [fields("w", j) for j in range(n)]
         xf = [fields("x", i) for i in range(n)]
+        w_code = [Signal(nb, name=f"w_code{j}") for j in range(n)]
+        x_code = [Signal(nb, name=f"x_code{i}") for i in range(n)]
         vb = Array(vbuf)
         for j in range(n):
             prefix = sum(s1["mask"][t] for t in range(j)) if j else 0
             pos = Signal(ln + 2, name=f"pos{j}")
-            code = Signal(nb, name=f"w_code{j}")
-            m.d.comb += [pos.eq(s1["used"] + prefix), code.eq(Mux(s1["mask"][j], vb[pos], 0))]
-            m.d.sync += [r.eq(v) for r, v in zip(wf[j], af_fields(fmt, code), strict=True)]
+            m.d.comb += pos.eq(s1["used"] + prefix)
+            m.d.sync += w_code[j].eq(Mux(s1["mask"][j], vb[pos], 0))
         for i in range(n):
-            code = Signal(nb, name=f"x_code{i}")
-            m.d.comb += code.eq(Array(codes(x_rd[i].data))[s1["lane"]])
-            m.d.sync += [r.eq(v) for r, v in zip(xf[i], af_fields(fmt, code), strict=True)]
-        m.d.sync += s2["valid"].eq(s1["valid"])
-        m.d.sync += [s2[f].eq(s1[f]) for f in ("first", "last", "cb", "yaddr")]
+            m.d.sync += x_code[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
+        m.d.sync += [s1b[f].eq(s1[f]) for f in s1b]
+        for f, code in [*zip(wf, w_code, strict=True), *zip(xf, x_code, strict=True)]:
+            m.d.sync += [r.eq(v) for r, v in zip(f, af_fields(fmt, code), strict=True)]
+        m.d.sync += [s2[f].eq(s1b[f]) for f in s2]
 
         # ---- S2: n × n significand products, exponent sums and signs ------------------------
         sp = [[Signal(2 * fmt.sig_bits, name=f"sp{i}_{j}") for j in range(n)] for i in range(n)]
@@ -509,7 +538,6 @@ class MatrixEngine(wiring.Component):
                 m.d.sync += [sp[i][j].eq(gx * gw), es[i][j].eq(ex + ew), sg[i][j].eq(sx ^ sw_)]
         m.d.sync += s3["valid"].eq(s2["valid"])
         m.d.sync += [s3[f].eq(s2[f]) for f in ("first", "last", "yaddr")]
-        m.d.comb += [b_rd.addr.eq(s2["cb"]), b_rd.en.eq(s2["valid"])]
 
         # ---- S3: exact signed products ±sig·sig << (e + e) -----------------------------------
         prod = [[Signal(signed(pw), name=f"prod{i}_{j}") for j in range(n)] for i in range(n)]
@@ -522,15 +550,24 @@ class MatrixEngine(wiring.Component):
 
         # Bias of the tile a closing token ends, aligned to the accumulator unit:
         # sig << (exp + bias_b - bias_x - bias_w - offset + M), never a negative shift
-        # (MatmulConfig checks the format). Read at S2, shifted at S3, signed at S4.
+        # (MatmulConfig checks the format). Read at S1b; fields and shift amount registered at
+        # S2 (so the block RAM's output time stays off the shifter), shifted at S3, signed at S4.
+        m.d.comb += [b_rd.addr.eq(s1b["cb"]), b_rd.en.eq(s1b["valid"] & s1b["last"])]
+        base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
+        m.d.sync += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
+        bias_sig = [Signal(fmt.sig_bits, name=f"bias_sig{j}") for j in range(n)]
+        bias_sh = [Signal(range(cfg.bias_shift_range[1] + 1), name=f"bias_sh{j}")
+                   for j in range(n)]
+        bias_sg = [Signal(name=f"bias_sg{j}") for j in range(n)]
         bias_mag = [Signal(cfg.bias_width - 1, name=f"bias_mag{j}") for j in range(n)]
         bias_neg = [Signal(name=f"bias_neg{j}") for j in range(n)]
-        base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
-        m.d.comb += base.eq(bb + (fmt.man_bits - fmt.offset) - bx - bw)
         for j, c in enumerate(codes(b_rd.data)):
             sb, eb, gb = af_fields(fmt, c)
+            with m.If(s2["valid"] & s2["last"]):
+                m.d.sync += [bias_sig[j].eq(gb), bias_sh[j].eq(eb + base), bias_sg[j].eq(sb)]
             with m.If(s3["valid"] & s3["last"]):
-                m.d.sync += [bias_mag[j].eq(gb << (eb + base)), bias_neg[j].eq(sb)]
+                m.d.sync += [bias_mag[j].eq(bias_sig[j] << bias_sh[j]),
+                             bias_neg[j].eq(bias_sg[j])]
 
         # ---- S4: accumulate; a tile's last token copies the sums into the shadow ------------
         acc = [[Signal(signed(accw), name=f"acc{i}_{j}") for j in range(n)] for i in range(n)]
@@ -620,7 +657,7 @@ class MatrixEngine(wiring.Component):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 low_bits = Const(n - 1, DIM_BITS)
                 m.d.sync += [rtn.eq(rows_r >> ln), kw.eq(k_r >> ln), cbn.eq(cols_r >> ln),
-                             rt.eq(0), xbase.eq(0), yaddr.eq(0)]
+                             rt.eq(0), xbase.eq(0), yaddr.eq(0), maddr.eq(0)]
                 bad = Signal(MatmulError)
                 with m.If((rows_r == 0) | (k_r == 0) | (cols_r == 0)):
                     m.d.comb += bad.eq(MatmulError.ZERO_DIM)
@@ -640,9 +677,11 @@ class MatrixEngine(wiring.Component):
                     m.next = "IDLE"
                 with m.Else():
                     m.next = "PRIME0"
-            # Per row tile: restart the value stream and the mask scan from word 0.
+            # Per row tile: restart the value stream and the mask scan from word 0 (read in
+            # PRIME0, in mword from PRIME1 on, while PRIME1 reads word 1).
             with m.State("PRIME0"):
                 m.d.sync += [cyc_total.eq(cyc_total + 1), row_done.eq(0)]
+                m.d.comb += load_word.eq(1)
                 with m.If(row_done & (used != nnz)):
                     m.d.sync += [err.eq(MatmulError.MASK_MISMATCH), flush.eq(0)]
                     m.next = "FLUSH"
@@ -650,16 +689,14 @@ class MatrixEngine(wiring.Component):
                     m.next = "PRIME1"
                 m.d.comb += [v_rd.addr.eq(0), v_rd.en.eq(nnz != 0)]
                 m.d.sync += [fetched.eq(Mux(nnz != 0, n, 0)), landing.eq(nnz != 0),
-                             landed.eq(0), used.eq(0), cb.eq(0), wi.eq(0), maddr.eq(0),
+                             landed.eq(0), used.eq(0), ahead.eq(3 * n), cb.eq(0), wi.eq(0),
                              word_end_tile.eq(kw == 1), cb_last.eq(cbn == 1),
                              tile_first.eq(1)]
             with m.State("PRIME1"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 more = fetched < nnz
-                m.d.comb += [v_rd.addr.eq(1), v_rd.en.eq(more),
-                             m_rd.addr.eq(0), m_rd.en.eq(1)]
-                m.d.sync += [fetched.eq(Mux(more, 2 * n, fetched)), landing.eq(more),
-                             fresh.eq(1)]
+                m.d.comb += [v_rd.addr.eq(1), v_rd.en.eq(more), load_word.eq(1)]
+                m.d.sync += [fetched.eq(Mux(more, 2 * n, fetched)), landing.eq(more)]
                 m.next = "STREAM"
             with m.State("STREAM"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
@@ -672,7 +709,8 @@ class MatrixEngine(wiring.Component):
                         m.d.sync += flush.eq(0)
                         m.next = "FLUSH"
                     with m.Else():
-                        m.d.sync += [rt.eq(rt + 1), xbase.eq(xbase + kw), landing.eq(0)]
+                        m.d.sync += [rt.eq(rt + 1), xbase.eq(xbase + kw), landing.eq(0),
+                                     maddr.eq(0)]
                         m.next = "PRIME0"
             with m.State("FLUSH"):
                 m.d.sync += [cyc_total.eq(cyc_total + 1), flush.eq(flush + 1), row_done.eq(0)]

@@ -8,9 +8,9 @@ import torch
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.sparse import pack_bitmask
 
-# Flush after the last token: S1..S4, n drain rows, bias and ReLU, three requantizer stages,
-# the code register and the Y write: n + 9.
-FLUSH = 9
+# Flush after the last token: S1, S1b, S2..S4, n drain rows, bias and ReLU, three requantizer
+# stages, the code register and the Y write: n + 10.
+FLUSH = 10
 
 SHAPES = [(32, 128, 128), (32, 128, 512), (32, 512, 128), (128, 768, 768)]
 

@@ -4,9 +4,9 @@ What the engine (:mod:`hw.matmul`) does per run, and so what this model counts:
 
 * ``total`` (counter ``cyc_total``): every cycle the engine is busy, from the cycle after
   ``start`` to the cycle before ``done``:
-  ``1`` (shape check) ``+ Σ_row tiles (2 + stream cycles) + n + 9`` (flush: four token stages,
-  n drain rows, bias and ReLU, three requantizer pipeline stages, the code register, the Y
-  write; ``hw.matmul.FLUSH_EXTRA`` = 9).
+  ``1`` (shape check) ``+ Σ_row tiles (2 + stream cycles) + n + 10`` (flush: five token
+  stages S1, S1b, S2..S4, n drain rows, bias and ReLU, three requantizer pipeline stages, the
+  code register, the Y write; ``hw.matmul.FLUSH_EXTRA`` = 10).
 * stream cycles of a row tile: for every column block, every mask word (the n masks of
   ``k = j·n .. j·n+n-1``) takes ``max(1, number of non-zero masks in it)`` cycles: one per
   non-zero vector, or one idle scan for an all-zero word. The final cycle of a block (its
