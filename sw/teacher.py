@@ -224,7 +224,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
             "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
             "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
             "model_dir": str(tok.model_dir), "train_s": time.time() - t0,
-            "init_from": None if init_from is None else str(init_from)}
+            "init_from": None if init_from is None else str(init_from),
+            "freeze_word_embeddings": freeze_word_embeddings}
     (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
     n = len(train) if logits_limit is None else min(logits_limit, len(train))
     bar = tqdm(total=n, desc="teacher logits", mininterval=10)

@@ -76,6 +76,25 @@ def test_fine_tune_caches_logits_and_resumes(tiny_bert, tmp_path):
     assert [e.label for e in aug] == want.argmax(1).tolist()
 
 
+@pytest.mark.parametrize("freeze", [True, False])
+def test_fine_tune_freezes_the_token_table_only_when_asked(tiny_bert, tmp_path, freeze):
+    from safetensors.torch import load_file
+
+    train = examples(16, 0)
+    fresh = Teacher(tiny_bert, n_labels=2).encoder.embeddings.word_embeddings.weight
+    meta = fine_tune(train, train[:4], tmp_path, model_dir=tiny_bert, max_len=8, epochs=1,
+                     batch_size=8, lr=1e-2, log=lambda m: None, logits_limit=4,
+                     freeze_word_embeddings=freeze)
+    assert meta["freeze_word_embeddings"] is freeze
+    tuned = load_file(tmp_path / "teacher.safetensors")
+    table = tuned["encoder.embeddings.word_embeddings.weight"]
+    assert torch.equal(table, fresh) is freeze
+    # The rest of the encoder trains either way.
+    pos = tuned["encoder.embeddings.position_embeddings.weight"]
+    assert not torch.equal(
+        pos, Teacher(tiny_bert, n_labels=2).encoder.embeddings.position_embeddings.weight)
+
+
 def test_predict_states_packs_each_sentence_unpadded(tiny_bert):
     tok = WordPiece(tiny_bert, max_len=8)
     model = Teacher(tiny_bert).eval()
