@@ -64,6 +64,8 @@ class RecipeConfig:
     hidden_target: str = "tokens"
     vocab_min_count: int = 1
     pca_init: bool = True
+    teacher_init_layer: int = 0
+    teacher_init_examples: int = 512
     ckpt_every: int = 200
     calib_examples: int = 512
     calib_method: str = "mse"
@@ -85,9 +87,13 @@ class RecipeConfig:
                              f"not {self.hidden_target!r}")
         if self.hidden_beta < 0:
             raise ValueError(f"hidden_beta must be >= 0, not {self.hidden_beta!r}")
+        if not isinstance(self.teacher_init_layer, int) or self.teacher_init_layer < 0:
+            raise ValueError(f"teacher_init_layer must be 0 (off) or a teacher layer (1-based), "
+                             f"not {self.teacher_init_layer!r}")
         if not isinstance(self.augment, int) or self.augment < 0:
             raise ValueError(f"augment must be a non-negative integer, not {self.augment!r}")
-        for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every"):
+        for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every",
+                  "teacher_init_examples"):
             v = getattr(self, f)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{f} must be a positive integer, not {v!r}")
@@ -470,7 +476,7 @@ def _lr(step, n_steps, peak, warmup):
 
 def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_logits=None,
           augmented=None, teacher_states=None, augmented_states=None, model_dir=None,
-          echo=False, progress=True):
+          teacher_dir=None, echo=False, progress=True):
     """Run the whole recipe; returns the metrics dict (also written to ``metrics.json``).
 
     ``teacher_logits`` are the teacher's logits on ``train_examples`` (same order) or ``None``
@@ -482,6 +488,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     states (:func:`sw.teacher.cached_states`) on the training and augmented examples, needed
     when ``train.hidden_beta > 0``: the backbone then also learns to predict them from its last
     layer through a linear map (TinyBERT's hidden-state loss; the map is not exported).
+    ``teacher_dir`` holds the fine-tuned teacher (:func:`sw.teacher.fine_tune`), needed when
+    ``train.teacher_init_layer > 0`` (:func:`sw.teacher_init.init_from_teacher`).
     Writes ``student.safetensors`` (final, with its config) to
     ``out_dir`` and resumes from ``ckpt.safetensors`` there if present.
     """
@@ -552,6 +560,21 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     model.vocab_map.copy_(vmap)
     if r.pca_init:
         _pca_init(model, kept, model_dir)
+    if r.teacher_init_layer:
+        if teacher_dir is None:
+            raise ValueError("train.teacher_init_layer needs the fine-tuned teacher's directory "
+                             "(edgebert train --teacher DIR)")
+        from sw.teacher import load_teacher
+        from sw.teacher_init import init_from_teacher
+        from sw.tokenizer import Batch
+
+        n = min(r.teacher_init_examples, len(fit_labels))
+        ids, mask, types = _rows(fit, torch.arange(n))
+        info = init_from_teacher(model, load_teacher(teacher_dir, model_dir),
+                                 Batch(ids, mask, types, 0), r.teacher_init_layer)
+        log(f"shared layer from teacher layer {info['layer']} (heads {info['heads']}; basis "
+            f"keeps {info['kept_energy']:.1%} of the energy; relative error on {n} sentences: "
+            f"embedding {info['rel_err_embed']:.3f}, layer {info['rel_err_layer']:.3f})")
     log(f"student: vocab {len(kept)} of {tok.vocab_size}, {n_orig} training "
         f"(+{len(fit_labels) - n_orig} augmented) and "
         f"{len(hold_labels)} held-out examples, {len(dev_labels)} dev; KD alpha {kd_alpha}")

@@ -102,6 +102,30 @@ def test_distillation_run_is_deterministic(tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
+def test_shared_layer_initialised_from_the_teacher(tmp_path, capsys):
+    from sw.teacher import Teacher
+
+    data, teacher = micro_task_with_teacher(tmp_path)
+    args = ["train", "--data", str(data), "-q", "--threads", "1"]
+    over = [*MICRO, "student.hidden=64", "student.heads=2", "student.ffn=128",
+            "train.teacher_init_layer=2", "train.teacher_init_examples=24"]
+    assert main([*args, "--teacher", "none", "-o", str(tmp_path / "x"), *sets(over)]) != 0
+    assert "needs the fine-tuned teacher's directory" in capsys.readouterr().err
+    # An all-MiniLM-L6-v2 teacher (untrained classifier) with the tokenizer the student uses.
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in Teacher().state_dict().items()},
+              teacher / "teacher.safetensors")
+    assert main([*args, "--teacher", str(teacher), "-o", str(tmp_path / "a"),
+                 *sets(over)]) == 0
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "shared layer from teacher layer 2" in log and "on 24 sentences" in log
+    # all-MiniLM-L6-v2's heads are 32 wide: a student with 16-wide heads cannot take them.
+    assert main([*args, "--teacher", str(teacher), "-o", str(tmp_path / "b"),
+                 *sets([*over, "student.heads=4"])]) != 0
+    assert "teacher heads are 32 wide and the student's 16" in capsys.readouterr().err
+
+
 def test_gather_states_pads_each_row():
     from sw.train import _gather_states, _join_states
 

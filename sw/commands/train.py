@@ -66,6 +66,7 @@ def run(args):
             aug_states = cached_states(args.teacher, "augment", len(augmented[0]))
     m = train(cfg, train_ex, dev_ex, args.out, teacher_logits=logits, augmented=augmented,
               teacher_states=states, augmented_states=aug_states,
+              teacher_dir=None if args.teacher == "none" else args.teacher,
               echo=not args.quiet,
               progress=not args.quiet)
     d = m["dev"]
