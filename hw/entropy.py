@@ -38,17 +38,27 @@ from hw.sfu_math import (
 )
 from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
 
-__all__ = ["EntropyExit", "H_BITS", "result_layout"]
+__all__ = ["EntropyExit", "H_BITS", "result_layout", "max_tree_stages"]
 
 # H <= ln(classes) <= ln(4096) < 16: four integer bits.
 H_BITS = LN_FRAC + 4
-# Pipeline stages of the two tree reductions (the beat's maximum, the beat's sums): fixed, so
-# the cycles per row do not depend on n (each stage reduces ceil(log2 n) / 2 levels).
-MAX_TREE_STAGES = 2  # at most 2: see where pass 2 uses the maximum
+# Pipeline stages of the beat's sums: fixed, so their cycles do not depend on n (each stage
+# reduces ceil(log2 n) / 2 levels of adders).
 SUM_TREE_STAGES = 2
+# The beat's maximum takes one stage per compare level (each compare drives a wide multiplexer
+# select, too slow twice in one cycle at 100 MHz), and at least two: pass 2's first value
+# reaches the subtraction just as the maximum of a two-stage tree is final, so each level past
+# the second delays pass 2 by one cycle (sw.perf.sfu.entropy_cycles).
+MAX_TREE_MIN_STAGES = 2
 # Cycles from final S and T to the result: the reciprocal, the product with T (and the ln
 # table), the shift (and ln S).
 RESULT_CYCLES = RECIP_CUTS + MUL_CUTS + 1
+
+
+def max_tree_stages(n):
+    """Pipeline stages of the beat's maximum over ``n`` lanes: one per compare level, at least
+    ``MAX_TREE_MIN_STAGES``."""
+    return max(MAX_TREE_MIN_STAGES, (n - 1).bit_length())
 
 
 def result_layout():
@@ -157,20 +167,23 @@ class EntropyExit(LaneUnit, wiring.Component):
         t = Signal(tbits + cbits)
 
         # Pass 1: the incoming beats in fixed point, invalid lanes at the minimum, registered
-        # (stage P) | their maximum, a tree in MAX_TREE_STAGES stages | the running maximum.
+        # (stage P) | their maximum, a tree of max_tree_stages(n) stages | the running maximum.
         taken = Signal()
         in_x = fixed_of("in_fixed", [self.i.payload[j] for j in range(n)])
         in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
         for j in range(n):
             m.d.comb += in_m[j].eq(Mux(lane_valid(count, j), in_x[j], fx.min_int))
         p_valid, p_first, *p_x = cut([taken, count == 0, *in_m])
-        best = tree(cut, p_x, lambda a, b: Mux(a > b, a, b), MAX_TREE_STAGES)
-        b_valid, b_first = delay(cut, [p_valid, p_first], MAX_TREE_STAGES)
+        max_stages = max_tree_stages(n)
+        settle = max_stages - MAX_TREE_MIN_STAGES  # cycles pass 2 waits for the maximum
+        best = tree(cut, p_x, lambda a, b: Mux(a > b, a, b), max_stages)
+        b_valid, b_first = delay(cut, [p_valid, p_first], max_stages)
         mx = Signal(signed(fx.width))
         with m.If(b_valid):
             m.d.sync += mx.eq(Mux(b_first | (best > mx), best, mx))
-        # The maximum is final 2 + MAX_TREE_STAGES cycles after the last input beat; pass 2 starts
-        # the next cycle, and its first value reaches the subtraction (stage D) 3 cycles later.
+        # The maximum is final 2 + max_stages cycles after the last input beat; pass 2 starts
+        # settle + 1 cycles after that beat, and its first value reaches the subtraction (stage
+        # D) 3 cycles later.
 
         # Pass 2: A: read issued (valid_a) | B: the codes read | C: x in fixed point |
         # D: -d = max - x | u (EXP_U_CUTS) | 2^-u (EXP_TABLE_CUTS: tables twice, product, shift) |
@@ -237,7 +250,13 @@ class EntropyExit(LaneUnit, wiring.Component):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(count == beats - 1):
-                        m.d.sync += [count.eq(0), s.eq(0), t.eq(0)]
+                        m.d.sync += [count.eq(0), s.eq(0), t.eq(0), wait.eq(settle)]
+                        m.next = "SETTLE" if settle else "SUM"
+            if settle:
+                with m.State("SETTLE"):  # the beat's maximum is still in its tree
+                    m.d.comb += self.busy.eq(1)
+                    m.d.sync += wait.eq(wait - 1)
+                    with m.If(wait == 1):
                         m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += self.busy.eq(1)

@@ -85,7 +85,7 @@ LN2 = round(math.log(2) * (1 << LN_FRAC))
 # Cuts (pipeline stages) of the kernels when given a cut function (see :mod:`hw.sfu_pipe`).
 EXP_U_CUTS = MUL_CUTS
 EXP_TABLE_CUTS = 2 + MUL_CUTS
-RECIP_CUTS = 4 + 2 * MUL_CUTS
+RECIP_CUTS = 5 + 2 * MUL_CUTS
 RSQRT_CUTS = 5 + 3 * MUL_CUTS
 
 
@@ -225,9 +225,9 @@ def reciprocal(m, name, value, registered=False, cut=None):
     ``s`` is ``value`` normalised to [1, 2) with ``RECIP_FRAC`` fractional bits (truncated).
     With ``registered`` the normalisation and table lookup are registered before the Newton step:
     the outputs follow ``value`` one cycle later. A ``cut`` (:mod:`hw.sfu_pipe`) instead cuts
-    after the leading-one search, twice after the table lookup (as in :func:`exp_neg_table`) and
-    before the second product, and pipelines the Newton step's two products
-    (:func:`hw.sfu_pipe.mul`): the outputs follow ``value`` by ``RECIP_CUTS`` cuts.
+    after the leading-one search, after the normalisation, twice after the table lookup (as in
+    :func:`exp_neg_table`) and before the second product, and pipelines the Newton step's two
+    products (:func:`hw.sfu_pipe.mul`): the outputs follow ``value`` by ``RECIP_CUTS`` cuts.
     """
     c = cut or _no_cut
     k = bit_length_signal(m, value, f"{name}_k")
@@ -235,6 +235,8 @@ def reciprocal(m, name, value, registered=False, cut=None):
     s = Signal(RECIP_FRAC + 1, name=f"{name}_s")
     # Normalise to [1, 2) with RECIP_FRAC fractional bits, truncating the bits below.
     m.d.comb += s.eq(_shift(m, f"{name}_norm", value, RECIP_FRAC, k))
+    # The two-sided shift of a wide sum is too long to also drive the block RAM's address.
+    k, s = c([k, s])
     (r0,) = rom(m, f"{name}_t", RECIP_T, [s[RECIP_FRAC - RECIP_INDEX_BITS:RECIP_FRAC]])
     # A cut table output is cut twice, as in exp_neg_table.
     k, s, r0 = cut(cut([k, s, r0])) if cut else _stage(m, registered, [k, s, r0])

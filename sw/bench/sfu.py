@@ -32,7 +32,7 @@ def run(args):
     cycles = {"lanes": n,
               "softmax_64": softmax_cycles(64 // n), "softmax_512": softmax_cycles(512 // n),
               "layernorm_384": layernorm_cycles(384 // n),
-              "entropy_2_classes_4_lanes": entropy_cycles(1),
+              "entropy_2_classes_4_lanes": entropy_cycles(1, 4),
               "residual_384": residual_cycles(384 // n)}
     print(json.dumps({"cycles_per_row": cycles}))
     if args.json:

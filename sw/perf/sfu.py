@@ -9,11 +9,11 @@ from the first input beat to the last output beat, inclusive.
 __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
-# Softmax: load pass (beats), sum pass reads (beats + 1 to leave), wait (9 cycles: the sum pass
+# Softmax: load pass (beats), sum pass reads (beats + 1 to leave), wait (10 cycles: the sum pass
 # drains, its sum and reciprocal settle while the output pass's first reads are under way),
 # output pass (beats + 19: read, codes, fixed point, -d, two for u, four for 2^-u, e, two for
 # e mask, two for the product with r1, three in the requantizer; + 1 output register).
-SOFTMAX_OVERHEAD = 29
+SOFTMAX_OVERHEAD = 30
 # LayerNorm: load pass (beats), scale (15 cycles: the pass-1 pipeline drains, D and its inverse
 # square root settle while the first reads of pass 2 are under way), output pass (beats + 14
 # pipeline stages: read, codes, integers, L x, L x - S1, two for the product with r1, z, two
@@ -21,9 +21,9 @@ SOFTMAX_OVERHEAD = 29
 LAYERNORM_OVERHEAD = 30
 # Entropy: load pass (beats), sum pass (beats + 15 pipeline stages: read, codes, fixed point,
 # -d, two for u, four for 2^-u, e, two for the term, two adder-tree stages; + 1 to leave), result
-# (11 cycles: the reciprocal's 8 stages, two for the product with T, the shift; the last loads
-# the result register), result transfer.
-ENTROPY_OVERHEAD = 28
+# (12 cycles: the reciprocal's 9 stages, two for the product with T, the shift; the last loads
+# the result register), result transfer; for n <= 4 lanes (see entropy_cycles).
+ENTROPY_OVERHEAD = 29
 # Residual add: sum register, three requantizer stages, output register (hw.residual.LATENCY).
 RESIDUAL_LATENCY = 5
 
@@ -45,9 +45,17 @@ def layernorm_cycles(beats):
     return 2 * _check_beats(beats) + LAYERNORM_OVERHEAD
 
 
-def entropy_cycles(beats):
-    """Row period of :class:`hw.entropy.EntropyExit`: load pass, sum pass, one result cycle."""
-    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD
+def entropy_cycles(beats, n):
+    """Row period of :class:`hw.entropy.EntropyExit` with ``n`` lanes: load pass, sum pass, one
+    result cycle.
+
+    The beat's maximum takes one pipeline stage per compare level (``ceil(log2 n)``), at least
+    two; the sum pass waits one cycle for each level past the second (n = 8: +1, n = 16: +2).
+    """
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    levels = (n - 1).bit_length()
+    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD + max(0, levels - 2)
 
 
 def residual_cycles(beats):
