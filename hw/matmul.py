@@ -395,6 +395,11 @@ class MatrixEngine(wiring.Component):
                 m.d.comb += idx.eq(t)
         rest = Signal(n)
         m.d.comb += rest.eq(pend & ~low)
+        # "More than one mask pending" (rest is not empty) decides whether the scanner stays on
+        # the word, so it sits in front of every scanner enable: computed as a tree over pend
+        # (log2 levels of LUTs) rather than through `low`'s carry chain.
+        multi = Signal()
+        m.d.comb += multi.eq(_at_least_two(pend))
         # With pend empty the word is all zero, so mask idx = 0 is zero too.
         tok_mask = Signal(n)
         m.d.comb += tok_mask.eq(Array(wmasks)[idx])
@@ -409,7 +414,7 @@ class MatrixEngine(wiring.Component):
         tok_valid = Signal()
         tok_last = Signal()
         m.d.comb += [tok_valid.eq(pend.any() | word_end_tile),
-                     tok_last.eq(word_end_tile & ~rest.any())]
+                     tok_last.eq(word_end_tile & ~multi)]
         streaming = Signal()
         advance = Signal()
         issue = Signal()
@@ -417,7 +422,7 @@ class MatrixEngine(wiring.Component):
         m.d.comb += [
             advance.eq(streaming & ~(tok_valid & tok_last & (gap < n))),
             issue.eq(advance & tok_valid),
-            next_word.eq(advance & ~rest.any()),
+            next_word.eq(advance & ~multi),
         ]
 
         # Token registers S1..S4.
@@ -428,15 +433,19 @@ class MatrixEngine(wiring.Component):
         s2 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s3 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s4 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
-        m.d.sync += s1["valid"].eq(issue)
-        with m.If(issue):
-            m.d.sync += [
-                s1["mask"].eq(tok_mask), s1["used"].eq(used), s1["lane"].eq(idx),
-                s1["first"].eq(tile_first), s1["last"].eq(tok_last), s1["cb"].eq(cb),
-                s1["yaddr"].eq(yaddr),
-            ]
+        # Only S1's valid bit depends on `issue`: the token's fields load every cycle (later
+        # stages use them only with a valid bit), and the X banks read the current word every
+        # cycle of the scan (S1 uses their data only for a valid token). Both keep `issue`, at
+        # the end of the scanner's decision, off the enables of ~100 registers and of the n
+        # X banks' block RAMs, which lie far apart at n >= 8.
+        m.d.sync += [
+            s1["valid"].eq(issue),
+            s1["mask"].eq(tok_mask), s1["used"].eq(used), s1["lane"].eq(idx),
+            s1["first"].eq(tile_first), s1["last"].eq(tok_last), s1["cb"].eq(cb),
+            s1["yaddr"].eq(yaddr),
+        ]
         for p in x_rd:
-            m.d.comb += [p.addr.eq(xbase + wi), p.en.eq(issue)]
+            m.d.comb += [p.addr.eq(xbase + wi), p.en.eq(streaming)]
 
         # Gap since the last tile-closing token: the drain reads a shadow for n cycles.
         with m.If(issue & tok_last):
@@ -445,12 +454,14 @@ class MatrixEngine(wiring.Component):
             m.d.sync += gap.eq(gap + 1)
 
         # Value fetch: keep up to 3n codes ahead of consumption (see the module docstring of
-        # sw.perf.matmul for why this never starves the scanner).
+        # sw.perf.matmul for why this never starves the scanner). The value RAM reads
+        # fetched's word every cycle of the scan and `landing` (the registered decision) picks
+        # the words that count, so the decision's comparators stay off the block RAMs' enables.
         fetch = Signal()
         m.d.comb += [
             fetch.eq(streaming & (fetched < nnz) & (fetched <= ahead)),
             v_rd.addr.eq(fetched[ln:]),
-            v_rd.en.eq(fetch),
+            v_rd.en.eq(streaming),
         ]
         m.d.sync += landing.eq(fetch)
         with m.If(fetch):
@@ -477,7 +488,7 @@ class MatrixEngine(wiring.Component):
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += tile_first.eq(0)
-            with m.If(rest.any()):
+            with m.If(multi):
                 m.d.sync += pend_r.eq(rest)
             with m.Else():
                 m.d.comb += load_word.eq(1)
@@ -701,7 +712,7 @@ class MatrixEngine(wiring.Component):
             with m.State("STREAM"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 m.d.comb += streaming.eq(1)
-                with m.If(advance & word_end_all & ~rest.any()):
+                with m.If(advance & word_end_all & ~multi):
                     # Row tile complete; the next state checks that its masks consumed exactly
                     # the nnz packed codes (a cycle later, off the scanner's path).
                     m.d.sync += row_done.eq(1)
@@ -720,6 +731,19 @@ class MatrixEngine(wiring.Component):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         return m
+
+
+def _at_least_two(bits):
+    """1 when two or more of ``bits`` are set: a balanced tree, no carry chain."""
+
+    def tree(lo, hi):  # (any, at least two) of bits[lo:hi]
+        if hi - lo == 1:
+            return bits[lo], Const(0)
+        mid = (lo + hi) // 2
+        (a0, t0), (a1, t1) = tree(lo, mid), tree(mid, hi)
+        return a0 | a1, t0 | t1 | (a0 & a1)
+
+    return tree(0, len(bits))[1]
 
 
 def run_amaranth(job, *, stall_seed=None, max_cycles=1_000_000):
