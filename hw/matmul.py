@@ -527,12 +527,27 @@ class MatrixEngine(wiring.Component):
         xf = [fields("x", i) for i in range(n)]
         w_code = [Signal(nb, name=f"w_code{j}") for j in range(n)]
         x_code = [Signal(nb, name=f"x_code{i}") for i in range(n)]
-        vb = Array(vbuf)
+        # Lane j takes code used + (set mask bits below j) of the buffer, modulo 4n. Done in two
+        # parallel halves, neither with an adder: the window of the n codes from `used` on
+        # (win[k] = buffer code used + k, a 4n-way multiplexer on a register), and one-hot
+        # counts of the set mask bits below each lane (plain logic), which then pick one of
+        # the first j + 1 window codes. (An adder `used + popcount` in front of the 4n-way
+        # multiplexer was the critical path at n = 8.)
+        win = []
+        for k in range(n):
+            w = Signal(nb, name=f"win{k}")
+            m.d.comb += w.eq(Array(vbuf[(u + k) % (4 * n)] for u in range(4 * n))
+                             [s1["used"][:ln + 2]])
+            win.append(w)
+        below = [Const(1)]          # one-hot count of the set bits in mask[:j]
         for j in range(n):
-            prefix = sum(s1["mask"][t] for t in range(j)) if j else 0
-            pos = Signal(ln + 2, name=f"pos{j}")
-            m.d.comb += pos.eq(s1["used"] + prefix)
-            m.d.sync += w_code[j].eq(Mux(s1["mask"][j], vb[pos], 0))
+            bit = s1["mask"][j]
+            pick = 0
+            for k, hot in enumerate(below):
+                pick = pick | Mux(hot, win[k], 0)
+            m.d.sync += w_code[j].eq(Mux(bit, pick, 0))
+            below = [(below[k] if k < len(below) else 0) & ~bit
+                     | (below[k - 1] & bit if k else 0) for k in range(len(below) + 1)]
         for i in range(n):
             m.d.sync += x_code[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
         m.d.sync += [s1b[f].eq(s1[f]) for f in s1b]
