@@ -396,10 +396,9 @@ class MatrixEngine(wiring.Component):
         rest = Signal(n)
         m.d.comb += rest.eq(pend & ~low)
         # "More than one mask pending" (rest is not empty) decides whether the scanner stays on
-        # the word, so it sits in front of every scanner enable: computed as a tree over pend
-        # (log2 levels of LUTs) rather than through `low`'s carry chain.
+        # the word, so it sits in front of every scanner enable and of the sequencer: kept as a
+        # register next to pend_r (set below), so that those decisions start at flip-flops.
         multi = Signal()
-        m.d.comb += multi.eq(_at_least_two(pend))
         # With pend empty the word is all zero, so mask idx = 0 is zero too.
         tok_mask = Signal(n)
         m.d.comb += tok_mask.eq(Array(wmasks)[idx])
@@ -426,8 +425,11 @@ class MatrixEngine(wiring.Component):
         ]
 
         # Token registers S1..S4.
-        s1 = dict(valid=Signal(), mask=Signal(n), used=Signal(vbits), lane=Signal(ln),
+        s1 = dict(valid=Signal(), mask=Signal(n), lane=Signal(ln),
                   first=Signal(), last=Signal(), cb=Signal(DIM_BITS), yaddr=Signal(DIM_BITS))
+        # Buffer slot of window code k (see S1): used + k modulo 4n, one register per k so that
+        # each drives one window multiplexer only.
+        s1_win = [Signal(ln + 2, name=f"s1_win{k}") for k in range(n)]
         s1b = {f: Signal.like(s1[f], name=f"s1b_{f}")
                for f in ("valid", "first", "last", "cb", "yaddr")}
         s2 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
@@ -440,9 +442,10 @@ class MatrixEngine(wiring.Component):
         # X banks' block RAMs, which lie far apart at n >= 8.
         m.d.sync += [
             s1["valid"].eq(issue),
-            s1["mask"].eq(tok_mask), s1["used"].eq(used), s1["lane"].eq(idx),
+            s1["mask"].eq(tok_mask), s1["lane"].eq(idx),
             s1["first"].eq(tile_first), s1["last"].eq(tok_last), s1["cb"].eq(cb),
             s1["yaddr"].eq(yaddr),
+            *(a.eq(used[:ln + 2] + k) for k, a in enumerate(s1_win)),
         ]
         for p in x_rd:
             m.d.comb += [p.addr.eq(xbase + wi), p.en.eq(streaming)]
@@ -484,12 +487,13 @@ class MatrixEngine(wiring.Component):
             m.d.sync += [mword.eq(m_rd.data), maddr.eq(maddr + 1)]
             m.d.sync += [mnz[t].eq(mk.any()) for t, mk in enumerate(word_in)]
             m.d.sync += [pend_r[t].eq(mk.any()) for t, mk in enumerate(word_in)]
+            m.d.sync += multi.eq(_at_least(Cat(mk.any() for mk in word_in), 2))
             m.d.sync += [mpc[t].eq(sum(mk[b] for b in range(n))) for t, mk in enumerate(word_in)]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += tile_first.eq(0)
             with m.If(multi):
-                m.d.sync += pend_r.eq(rest)
+                m.d.sync += [pend_r.eq(rest), multi.eq(_at_least(pend, 3))]
             with m.Else():
                 m.d.comb += load_word.eq(1)
                 with m.If(word_end_tile):
@@ -529,15 +533,15 @@ class MatrixEngine(wiring.Component):
         x_code = [Signal(nb, name=f"x_code{i}") for i in range(n)]
         # Lane j takes code used + (set mask bits below j) of the buffer, modulo 4n. Done in two
         # parallel halves, neither with an adder: the window of the n codes from `used` on
-        # (win[k] = buffer code used + k, a 4n-way multiplexer on a register), and one-hot
-        # counts of the set mask bits below each lane (plain logic), which then pick one of
-        # the first j + 1 window codes. (An adder `used + popcount` in front of the 4n-way
-        # multiplexer was the critical path at n = 8.)
+        # (win[k] = buffer code used + k, a 4n-way multiplexer on its own register), and
+        # one-hot counts of the set mask bits below each lane (plain logic), which then pick
+        # one of the first j + 1 window codes. (An adder `used + popcount` in front of the
+        # 4n-way multiplexer was the critical path at n = 8.)
+        vb = Array(vbuf)
         win = []
         for k in range(n):
             w = Signal(nb, name=f"win{k}")
-            m.d.comb += w.eq(Array(vbuf[(u + k) % (4 * n)] for u in range(4 * n))
-                             [s1["used"][:ln + 2]])
+            m.d.comb += w.eq(vb[s1_win[k]])
             win.append(w)
         below = [Const(1)]          # one-hot count of the set bits in mask[:j]
         for j in range(n):
@@ -748,17 +752,23 @@ class MatrixEngine(wiring.Component):
         return m
 
 
-def _at_least_two(bits):
-    """1 when two or more of ``bits`` are set: a balanced tree, no carry chain."""
+def _at_least(bits, k):
+    """1 when ``k`` or more of ``bits`` are set: a balanced tree of plain logic, no adder."""
 
-    def tree(lo, hi):  # (any, at least two) of bits[lo:hi]
+    def tree(lo, hi):  # [at least 1, .., at least k] of bits[lo:hi]
         if hi - lo == 1:
-            return bits[lo], Const(0)
+            return [bits[lo]] + [Const(0)] * (k - 1)
         mid = (lo + hi) // 2
-        (a0, t0), (a1, t1) = tree(lo, mid), tree(mid, hi)
-        return a0 | a1, t0 | t1 | (a0 & a1)
+        a, b = [Const(1), *tree(lo, mid)], [Const(1), *tree(mid, hi)]
+        out = []
+        for i in range(1, k + 1):
+            term = Const(0)
+            for j in range(i + 1):
+                term = term | (a[j] & b[i - j])
+            out.append(term)
+        return out
 
-    return tree(0, len(bits))[1]
+    return tree(0, len(bits))[k - 1]
 
 
 def run_amaranth(job, *, stall_seed=None, max_cycles=1_000_000):
