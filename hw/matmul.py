@@ -278,8 +278,11 @@ class MatrixEngine(wiring.Component):
         accw = cfg.acc_width
         pw = fmt.product_bits
 
+        def codes_of(word, width):
+            return [word[t * width:(t + 1) * width] for t in range(n)]
+
         def codes(word):
-            return [word[t * nb:(t + 1) * nb] for t in range(n)]
+            return codes_of(word, nb)
 
         # ---- Buffers -----------------------------------------------------------------------
         x_banks, y_banks = [], []
@@ -290,7 +293,15 @@ class MatrixEngine(wiring.Component):
             m.submodules[f"y_bank{i}"] = ym
             x_banks.append(xm)
             y_banks.append(ym)
-        m.submodules.masks = m_mem = Memory(shape=unsigned(n * n), depth=cfg.m_depth, init=[])
+        # The mask buffer also stores, per word, what the scanner needs of it (computed on the
+        # host write): the non-zero masks, "at least one" and "more than one" of them, and each
+        # mask's popcount, so that the block RAM's output (4.3 ns clock-to-out) only loads
+        # registers. Costs no block RAM at n = 4 (34 bits), one at n = 8 (106 bits, 3 DP16KD).
+        mask_word = data.StructLayout({
+            "masks": n * n, "nz": n, "any": 1, "multi": 1,
+            "pc": data.ArrayLayout(unsigned(ln + 1), n),
+        })
+        m.submodules.masks = m_mem = Memory(shape=mask_word, depth=cfg.m_depth, init=[])
         m.submodules.values = v_mem = Memory(shape=unsigned(n * nb), depth=cfg.v_depth, init=[])
         m.submodules.bias = b_mem = Memory(shape=unsigned(n * nb), depth=cfg.b_depth, init=[])
 
@@ -301,9 +312,19 @@ class MatrixEngine(wiring.Component):
             m.d.comb += [
                 port.ready.eq(idle),
                 wp.addr.eq(port.payload.addr),
-                wp.data.eq(port.payload.data),
                 wp.en.eq(port.valid & idle),
             ]
+            if mem is m_mem:
+                masks = codes_of(port.payload.data, n)
+                nz = Cat(mk.any() for mk in masks)
+                m.d.comb += [
+                    wp.data.masks.eq(port.payload.data), wp.data.nz.eq(nz),
+                    wp.data.any.eq(nz.any()), wp.data.multi.eq(_at_least(nz, 2)),
+                    *(wp.data.pc[t].eq(sum(mk[b] for b in range(n)))
+                      for t, mk in enumerate(masks)),
+                ]
+            else:
+                m.d.comb += wp.data.eq(port.payload.data)
         m.d.comb += self.x_w.ready.eq(idle)
         x_rd = []
         for i, xm in enumerate(x_banks):
@@ -354,6 +375,7 @@ class MatrixEngine(wiring.Component):
         mnz = Signal(n)             # its non-zero masks
         mpc = [Signal(range(n + 1), name=f"mpc{t}") for t in range(n)]  # its masks' popcounts
         pend_r = Signal(n)          # non-zero masks of the current word not yet issued
+        pend_any = Signal()         # pend_r is not empty
         tile_first = Signal()       # no token of the current tile issued yet
         gap = Signal(range(n + 1), init=n)  # cycles since the last tile-closing token
 
@@ -382,8 +404,8 @@ class MatrixEngine(wiring.Component):
 
         # ---- S0: scan the mask word, issue one token per cycle ------------------------------
         # The scanner works on a registered copy of the mask word (mword, with its non-zero
-        # masks and popcounts computed on the way in) while the block RAM already reads the
-        # next word: the RAM's clock-to-output time stays off the scanner's decisions. pend_r
+        # masks and popcounts stored next to it in the buffer) while the block RAM already reads
+        # the next word: the RAM's clock-to-output time stays off the scanner's decisions. pend_r
         # holds the non-zero masks not yet issued; it is never empty but for an all-zero word.
         wmasks = [mword[t * n:(t + 1) * n] for t in range(n)]
         pend = pend_r
@@ -412,7 +434,7 @@ class MatrixEngine(wiring.Component):
         m.d.comb += word_end_all.eq(word_end_tile & cb_last)
         tok_valid = Signal()
         tok_last = Signal()
-        m.d.comb += [tok_valid.eq(pend.any() | word_end_tile),
+        m.d.comb += [tok_valid.eq(pend_any | word_end_tile),
                      tok_last.eq(word_end_tile & ~multi)]
         streaming = Signal()
         advance = Signal()
@@ -481,19 +503,18 @@ class MatrixEngine(wiring.Component):
         # Scanner state. The mask RAM reads one word ahead (maddr); a word moves from its output
         # into mword when the scanner is done with the previous one (or in PRIME1).
         load_word = Signal()
-        word_in = [m_rd.data[t * n:(t + 1) * n] for t in range(n)]
         m.d.comb += [m_rd.addr.eq(maddr), m_rd.en.eq(load_word)]
         with m.If(load_word):
-            m.d.sync += [mword.eq(m_rd.data), maddr.eq(maddr + 1)]
-            m.d.sync += [mnz[t].eq(mk.any()) for t, mk in enumerate(word_in)]
-            m.d.sync += [pend_r[t].eq(mk.any()) for t, mk in enumerate(word_in)]
-            m.d.sync += multi.eq(_at_least(Cat(mk.any() for mk in word_in), 2))
-            m.d.sync += [mpc[t].eq(sum(mk[b] for b in range(n))) for t, mk in enumerate(word_in)]
+            m.d.sync += [
+                mword.eq(m_rd.data.masks), maddr.eq(maddr + 1), mnz.eq(m_rd.data.nz),
+                pend_r.eq(m_rd.data.nz), pend_any.eq(m_rd.data.any), multi.eq(m_rd.data.multi),
+                *(mpc[t].eq(m_rd.data.pc[t]) for t in range(n)),
+            ]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += tile_first.eq(0)
             with m.If(multi):
-                m.d.sync += [pend_r.eq(rest), multi.eq(_at_least(pend, 3))]
+                m.d.sync += [pend_r.eq(rest), pend_any.eq(1), multi.eq(_at_least(pend, 3))]
             with m.Else():
                 m.d.comb += load_word.eq(1)
                 with m.If(word_end_tile):
@@ -510,7 +531,7 @@ class MatrixEngine(wiring.Component):
         stall_inc = Signal()
         skip_inc = Signal(range(n + 1))
         m.d.sync += [
-            mac_inc.eq(issue & pend.any()),
+            mac_inc.eq(issue & pend_any),
             stall_inc.eq(streaming & ~advance),
             skip_inc.eq(Mux(next_word, n - sum(mnz[t] for t in range(n)), 0)),
         ]
