@@ -19,6 +19,9 @@ Buffers (all ``amaranth.lib.memory.Memory``; word bit ``t·N`` starts code ``t``
   buffer. The drain writes output row ``i`` of a tile into bank ``i``: one bank per cycle.
 * **masks**: word ``cb·(K/n) + j`` holds the n masks of ``k = j·n .. j·n+n-1`` of block
   ``cb`` (mask of ``k = j·n + t`` at bits ``t·n``), as :func:`sw.sparse.pack_bitmask` orders them.
+  The engine stores next to them, computed as the host writes the word, which masks are
+  non-zero, whether any and more than one are, and each mask's popcount (the host writes only
+  the n² mask bits).
 * **values**: the packed non-zero codes, n per word, in :func:`sw.sparse.pack_bitmask` order.
 * **bias**: word ``cb`` holds ``bias[cb·n : cb·n+n]``.
 
