@@ -19,6 +19,9 @@ Buffers (all ``amaranth.lib.memory.Memory``; word bit ``t·N`` starts code ``t``
   buffer. The drain writes output row ``i`` of a tile into bank ``i``: one bank per cycle.
 * **masks**: word ``cb·(K/n) + j`` holds the n masks of ``k = j·n .. j·n+n-1`` of block
   ``cb`` (mask of ``k = j·n + t`` at bits ``t·n``), as :func:`sw.sparse.pack_bitmask` orders them.
+  The engine stores next to them, computed as the host writes the word, which masks are
+  non-zero, whether any and more than one are, and each mask's popcount (the host writes only
+  the n² mask bits).
 * **values**: the packed non-zero codes, n per word, in :func:`sw.sparse.pack_bitmask` order.
 * **bias**: word ``cb`` holds ``bias[cb·n : cb·n+n]``.
 
@@ -278,8 +281,11 @@ class MatrixEngine(wiring.Component):
         accw = cfg.acc_width
         pw = fmt.product_bits
 
+        def codes_of(word, width):
+            return [word[t * width:(t + 1) * width] for t in range(n)]
+
         def codes(word):
-            return [word[t * nb:(t + 1) * nb] for t in range(n)]
+            return codes_of(word, nb)
 
         # ---- Buffers -----------------------------------------------------------------------
         x_banks, y_banks = [], []
@@ -290,7 +296,15 @@ class MatrixEngine(wiring.Component):
             m.submodules[f"y_bank{i}"] = ym
             x_banks.append(xm)
             y_banks.append(ym)
-        m.submodules.masks = m_mem = Memory(shape=unsigned(n * n), depth=cfg.m_depth, init=[])
+        # The mask buffer also stores, per word, what the scanner needs of it (computed on the
+        # host write): the non-zero masks, "at least one" and "more than one" of them, and each
+        # mask's popcount, so that the block RAM's output (4.3 ns clock-to-out) only loads
+        # registers. Costs no block RAM at n = 4 (34 bits), one at n = 8 (106 bits, 3 DP16KD).
+        mask_word = data.StructLayout({
+            "masks": n * n, "nz": n, "any": 1, "multi": 1,
+            "pc": data.ArrayLayout(unsigned(ln + 1), n),
+        })
+        m.submodules.masks = m_mem = Memory(shape=mask_word, depth=cfg.m_depth, init=[])
         m.submodules.values = v_mem = Memory(shape=unsigned(n * nb), depth=cfg.v_depth, init=[])
         m.submodules.bias = b_mem = Memory(shape=unsigned(n * nb), depth=cfg.b_depth, init=[])
 
@@ -301,9 +315,19 @@ class MatrixEngine(wiring.Component):
             m.d.comb += [
                 port.ready.eq(idle),
                 wp.addr.eq(port.payload.addr),
-                wp.data.eq(port.payload.data),
                 wp.en.eq(port.valid & idle),
             ]
+            if mem is m_mem:
+                masks = codes_of(port.payload.data, n)
+                nz = Cat(mk.any() for mk in masks)
+                m.d.comb += [
+                    wp.data.masks.eq(port.payload.data), wp.data.nz.eq(nz),
+                    wp.data.any.eq(nz.any()), wp.data.multi.eq(_at_least(nz, 2)),
+                    *(wp.data.pc[t].eq(sum(mk[b] for b in range(n)))
+                      for t, mk in enumerate(masks)),
+                ]
+            else:
+                m.d.comb += wp.data.eq(port.payload.data)
         m.d.comb += self.x_w.ready.eq(idle)
         x_rd = []
         for i, xm in enumerate(x_banks):
@@ -354,6 +378,7 @@ class MatrixEngine(wiring.Component):
         mnz = Signal(n)             # its non-zero masks
         mpc = [Signal(range(n + 1), name=f"mpc{t}") for t in range(n)]  # its masks' popcounts
         pend_r = Signal(n)          # non-zero masks of the current word not yet issued
+        pend_any = Signal()         # pend_r is not empty
         tile_first = Signal()       # no token of the current tile issued yet
         gap = Signal(range(n + 1), init=n)  # cycles since the last tile-closing token
 
@@ -382,8 +407,8 @@ class MatrixEngine(wiring.Component):
 
         # ---- S0: scan the mask word, issue one token per cycle ------------------------------
         # The scanner works on a registered copy of the mask word (mword, with its non-zero
-        # masks and popcounts computed on the way in) while the block RAM already reads the
-        # next word: the RAM's clock-to-output time stays off the scanner's decisions. pend_r
+        # masks and popcounts stored next to it in the buffer) while the block RAM already reads
+        # the next word: the RAM's clock-to-output time stays off the scanner's decisions. pend_r
         # holds the non-zero masks not yet issued; it is never empty but for an all-zero word.
         wmasks = [mword[t * n:(t + 1) * n] for t in range(n)]
         pend = pend_r
@@ -395,6 +420,10 @@ class MatrixEngine(wiring.Component):
                 m.d.comb += idx.eq(t)
         rest = Signal(n)
         m.d.comb += rest.eq(pend & ~low)
+        # "More than one mask pending" (rest is not empty) decides whether the scanner stays on
+        # the word, so it sits in front of every scanner enable and of the sequencer: kept as a
+        # register next to pend_r (set below), so that those decisions start at flip-flops.
+        multi = Signal()
         # With pend empty the word is all zero, so mask idx = 0 is zero too.
         tok_mask = Signal(n)
         m.d.comb += tok_mask.eq(Array(wmasks)[idx])
@@ -408,8 +437,8 @@ class MatrixEngine(wiring.Component):
         m.d.comb += word_end_all.eq(word_end_tile & cb_last)
         tok_valid = Signal()
         tok_last = Signal()
-        m.d.comb += [tok_valid.eq(pend.any() | word_end_tile),
-                     tok_last.eq(word_end_tile & ~rest.any())]
+        m.d.comb += [tok_valid.eq(pend_any | word_end_tile),
+                     tok_last.eq(word_end_tile & ~multi)]
         streaming = Signal()
         advance = Signal()
         issue = Signal()
@@ -417,26 +446,34 @@ class MatrixEngine(wiring.Component):
         m.d.comb += [
             advance.eq(streaming & ~(tok_valid & tok_last & (gap < n))),
             issue.eq(advance & tok_valid),
-            next_word.eq(advance & ~rest.any()),
+            next_word.eq(advance & ~multi),
         ]
 
         # Token registers S1..S4.
-        s1 = dict(valid=Signal(), mask=Signal(n), used=Signal(vbits), lane=Signal(ln),
+        s1 = dict(valid=Signal(), mask=Signal(n), lane=Signal(ln),
                   first=Signal(), last=Signal(), cb=Signal(DIM_BITS), yaddr=Signal(DIM_BITS))
+        # Buffer slot of window code k (see S1): used + k modulo 4n, one register per k so that
+        # each drives one window multiplexer only.
+        s1_win = [Signal(ln + 2, name=f"s1_win{k}") for k in range(n)]
         s1b = {f: Signal.like(s1[f], name=f"s1b_{f}")
                for f in ("valid", "first", "last", "cb", "yaddr")}
         s2 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s3 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
         s4 = dict(valid=Signal(), first=Signal(), last=Signal(), yaddr=Signal(DIM_BITS))
-        m.d.sync += s1["valid"].eq(issue)
-        with m.If(issue):
-            m.d.sync += [
-                s1["mask"].eq(tok_mask), s1["used"].eq(used), s1["lane"].eq(idx),
-                s1["first"].eq(tile_first), s1["last"].eq(tok_last), s1["cb"].eq(cb),
-                s1["yaddr"].eq(yaddr),
-            ]
+        # Only S1's valid bit depends on `issue`: the token's fields load every cycle (later
+        # stages use them only with a valid bit), and the X banks read the current word every
+        # cycle of the scan (S1 uses their data only for a valid token). Both keep `issue`, at
+        # the end of the scanner's decision, off the enables of ~100 registers and of the n
+        # X banks' block RAMs, which lie far apart at n >= 8.
+        m.d.sync += [
+            s1["valid"].eq(issue),
+            s1["mask"].eq(tok_mask), s1["lane"].eq(idx),
+            s1["first"].eq(tile_first), s1["last"].eq(tok_last), s1["cb"].eq(cb),
+            s1["yaddr"].eq(yaddr),
+            *(a.eq(used[:ln + 2] + k) for k, a in enumerate(s1_win)),
+        ]
         for p in x_rd:
-            m.d.comb += [p.addr.eq(xbase + wi), p.en.eq(issue)]
+            m.d.comb += [p.addr.eq(xbase + wi), p.en.eq(streaming)]
 
         # Gap since the last tile-closing token: the drain reads a shadow for n cycles.
         with m.If(issue & tok_last):
@@ -445,12 +482,14 @@ class MatrixEngine(wiring.Component):
             m.d.sync += gap.eq(gap + 1)
 
         # Value fetch: keep up to 3n codes ahead of consumption (see the module docstring of
-        # sw.perf.matmul for why this never starves the scanner).
+        # sw.perf.matmul for why this never starves the scanner). The value RAM reads
+        # fetched's word every cycle of the scan and `landing` (the registered decision) picks
+        # the words that count, so the decision's comparators stay off the block RAMs' enables.
         fetch = Signal()
         m.d.comb += [
             fetch.eq(streaming & (fetched < nnz) & (fetched <= ahead)),
             v_rd.addr.eq(fetched[ln:]),
-            v_rd.en.eq(fetch),
+            v_rd.en.eq(streaming),
         ]
         m.d.sync += landing.eq(fetch)
         with m.If(fetch):
@@ -467,18 +506,18 @@ class MatrixEngine(wiring.Component):
         # Scanner state. The mask RAM reads one word ahead (maddr); a word moves from its output
         # into mword when the scanner is done with the previous one (or in PRIME1).
         load_word = Signal()
-        word_in = [m_rd.data[t * n:(t + 1) * n] for t in range(n)]
         m.d.comb += [m_rd.addr.eq(maddr), m_rd.en.eq(load_word)]
         with m.If(load_word):
-            m.d.sync += [mword.eq(m_rd.data), maddr.eq(maddr + 1)]
-            m.d.sync += [mnz[t].eq(mk.any()) for t, mk in enumerate(word_in)]
-            m.d.sync += [pend_r[t].eq(mk.any()) for t, mk in enumerate(word_in)]
-            m.d.sync += [mpc[t].eq(sum(mk[b] for b in range(n))) for t, mk in enumerate(word_in)]
+            m.d.sync += [
+                mword.eq(m_rd.data.masks), maddr.eq(maddr + 1), mnz.eq(m_rd.data.nz),
+                pend_r.eq(m_rd.data.nz), pend_any.eq(m_rd.data.any), multi.eq(m_rd.data.multi),
+                *(mpc[t].eq(m_rd.data.pc[t]) for t in range(n)),
+            ]
         with m.If(advance):
             with m.If(issue):
                 m.d.sync += tile_first.eq(0)
-            with m.If(rest.any()):
-                m.d.sync += pend_r.eq(rest)
+            with m.If(multi):
+                m.d.sync += [pend_r.eq(rest), pend_any.eq(1), multi.eq(_at_least(pend, 3))]
             with m.Else():
                 m.d.comb += load_word.eq(1)
                 with m.If(word_end_tile):
@@ -495,7 +534,7 @@ class MatrixEngine(wiring.Component):
         stall_inc = Signal()
         skip_inc = Signal(range(n + 1))
         m.d.sync += [
-            mac_inc.eq(issue & pend.any()),
+            mac_inc.eq(issue & pend_any),
             stall_inc.eq(streaming & ~advance),
             skip_inc.eq(Mux(next_word, n - sum(mnz[t] for t in range(n)), 0)),
         ]
@@ -516,12 +555,27 @@ class MatrixEngine(wiring.Component):
         xf = [fields("x", i) for i in range(n)]
         w_code = [Signal(nb, name=f"w_code{j}") for j in range(n)]
         x_code = [Signal(nb, name=f"x_code{i}") for i in range(n)]
+        # Lane j takes code used + (set mask bits below j) of the buffer, modulo 4n. Done in two
+        # parallel halves, neither with an adder: the window of the n codes from `used` on
+        # (win[k] = buffer code used + k, a 4n-way multiplexer on its own register), and
+        # one-hot counts of the set mask bits below each lane (plain logic), which then pick
+        # one of the first j + 1 window codes. (An adder `used + popcount` in front of the
+        # 4n-way multiplexer was the critical path at n = 8.)
         vb = Array(vbuf)
+        win = []
+        for k in range(n):
+            w = Signal(nb, name=f"win{k}")
+            m.d.comb += w.eq(vb[s1_win[k]])
+            win.append(w)
+        below = [Const(1)]          # one-hot count of the set bits in mask[:j]
         for j in range(n):
-            prefix = sum(s1["mask"][t] for t in range(j)) if j else 0
-            pos = Signal(ln + 2, name=f"pos{j}")
-            m.d.comb += pos.eq(s1["used"] + prefix)
-            m.d.sync += w_code[j].eq(Mux(s1["mask"][j], vb[pos], 0))
+            bit = s1["mask"][j]
+            pick = 0
+            for k, hot in enumerate(below):
+                pick = pick | Mux(hot, win[k], 0)
+            m.d.sync += w_code[j].eq(Mux(bit, pick, 0))
+            below = [(below[k] if k < len(below) else 0) & ~bit
+                     | (below[k - 1] & bit if k else 0) for k in range(len(below) + 1)]
         for i in range(n):
             m.d.sync += x_code[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
         m.d.sync += [s1b[f].eq(s1[f]) for f in s1b]
@@ -701,7 +755,7 @@ class MatrixEngine(wiring.Component):
             with m.State("STREAM"):
                 m.d.sync += cyc_total.eq(cyc_total + 1)
                 m.d.comb += streaming.eq(1)
-                with m.If(advance & word_end_all & ~rest.any()):
+                with m.If(advance & word_end_all & ~multi):
                     # Row tile complete; the next state checks that its masks consumed exactly
                     # the nnz packed codes (a cycle later, off the scanner's path).
                     m.d.sync += row_done.eq(1)
@@ -720,6 +774,25 @@ class MatrixEngine(wiring.Component):
                     m.d.sync += self.done.eq(1)
                     m.next = "IDLE"
         return m
+
+
+def _at_least(bits, k):
+    """1 when ``k`` or more of ``bits`` are set: a balanced tree of plain logic, no adder."""
+
+    def tree(lo, hi):  # [at least 1, .., at least k] of bits[lo:hi]
+        if hi - lo == 1:
+            return [bits[lo]] + [Const(0)] * (k - 1)
+        mid = (lo + hi) // 2
+        a, b = [Const(1), *tree(lo, mid)], [Const(1), *tree(mid, hi)]
+        out = []
+        for i in range(1, k + 1):
+            term = Const(0)
+            for j in range(i + 1):
+                term = term | (a[j] & b[i - j])
+            out.append(term)
+        return out
+
+    return tree(0, len(bits))[k - 1]
 
 
 def run_amaranth(job, *, stall_seed=None, max_cycles=1_000_000):

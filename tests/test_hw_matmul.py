@@ -5,9 +5,11 @@ import dataclasses
 
 import pytest
 import torch
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
 
 from hw.layouts import AFFormat
-from hw.matmul import MatmulConfig, MatmulError, MatrixEngine, run_amaranth
+from hw.matmul import MatmulConfig, MatmulError, MatrixEngine, _at_least, run_amaranth
 from sim.matmul_stimulus import random_case, random_codes
 from sw.golden.matmul import matmul
 from sw.matmul_buffers import make_job, y_from_words
@@ -117,3 +119,25 @@ def test_accumulator_is_sized_for_max_k_and_the_bias():
     # Products 25 bits + log2(1024) = 35; the aligned bias 1 + 5 + 28 = 34; one more for the sum.
     assert MatmulConfig().acc_width == 36
     assert MatmulConfig(max_k=4096).acc_width == 38
+
+
+@pytest.mark.parametrize("width", [1, 3, 4, 8])
+def test_at_least_counts_set_bits_exhaustively(width):
+    # The scanner's "more than one mask pending" flag and its update (at least 2 / 3 set).
+    x = Signal(width)
+    outs = {k: Signal(name=f"at_least{k}") for k in (1, 2, 3)}
+    m = Module()
+    m.d.comb += [o.eq(_at_least(x, k)) for k, o in outs.items()]
+    seen = []
+
+    async def bench(ctx):
+        for v in range(1 << width):
+            ctx.set(x, v)
+            for k, o in outs.items():
+                assert ctx.get(o) == (v.bit_count() >= k), (v, k)
+                seen.append(v)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
+    assert len(seen) == 3 << width
