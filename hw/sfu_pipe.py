@@ -94,10 +94,12 @@ def mul(cut, a, b):
     A wide product left to synthesis becomes several DSP blocks whose outputs are added in the
     same cycle. Here the operand chunks are registered right before the chunk products (registers
     that load only DSP blocks, so the placer can put them next to those: on the ECP5 the route
-    from a register far across the die into a DSP block was the critical path), each chunk
-    product is registered, then the products are packed into rows (products whose bits do not
-    overlap are concatenated, no adder) and the rows summed as a tree in one stage. The result is
-    exact, of the shape of ``a * b``.
+    from a register far across the die into a DSP block was the critical path). They hold the
+    chunks inverted: Yosys merges registers that load the same value, so a plain operand register
+    would become one with the delay register beside the product, whose other loads are far
+    away, and the placer could not move it. Each chunk product is registered, then the products
+    are packed into rows (products whose bits do not overlap are concatenated, no adder) and the
+    rows summed as a tree in one stage. The result is exact, of the shape of ``a * b``.
     """
     a, b = Value.cast(a), Value.cast(b)
     shape = (a * b).shape()
@@ -116,8 +118,8 @@ def mul(cut, a, b):
 
     terms = sorted(((oa + ob, ca, cb) for oa, ca in chunks(a) for ob, cb in chunks(b)),
                    key=lambda t: t[0])
-    operands = cut([x for _, ca, cb in terms for x in (ca, cb)])
-    products = cut([ca * cb for ca, cb in zip(operands[::2], operands[1::2], strict=True)])
+    operands = cut([~x for _, ca, cb in terms for x in (ca, cb)])
+    products = cut([~ca * ~cb for ca, cb in zip(operands[::2], operands[1::2], strict=True)])
     terms = [(offset, p) for (offset, _, _), p in zip(terms, products, strict=True)]
     # Rows of non-overlapping products; only a row's top product may be negative (signed).
     rows = []
