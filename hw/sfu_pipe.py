@@ -13,8 +13,8 @@ __all__ = ["CHUNK", "MUL_CUTS", "register_cut", "delay", "Flight", "tree", "mul"
 # Operand chunk of :func:`mul`: a 17-bit chunk, zero-extended when the other one is signed, is an
 # 18-bit operand of the ECP5's MULT18X18D (and fits the iCE40's 16x16 SB_MAC16 in two).
 CHUNK = 17
-# Cuts of :func:`mul`: the operand chunks, the chunk products, then their sum.
-MUL_CUTS = 3
+# Cuts of :func:`mul`: the chunk products, then their sum.
+MUL_CUTS = 2
 
 
 def register_cut(m, en=None):
@@ -87,19 +87,14 @@ def tree(cut, values, op, stages):
 
 
 def mul(cut, a, b):
-    """``a * b`` of two values of either signedness, cut before and after the products of
-    ``CHUNK``-bit operand chunks and after their sum (``MUL_CUTS`` cuts), so no carry chain
-    follows a DSP block in the same cycle and no logic or long route precedes one.
+    """``a * b`` of two values of either signedness, cut after the products of ``CHUNK``-bit
+    operand chunks and after their sum (``MUL_CUTS`` cuts), so no carry chain follows a DSP
+    block in the same cycle.
 
     A wide product left to synthesis becomes several DSP blocks whose outputs are added in the
-    same cycle. Here the operand chunks are registered right before the chunk products (registers
-    that load only DSP blocks, so the placer can put them next to those: on the ECP5 the route
-    from a register far across the die into a DSP block was the critical path). They hold the
-    chunks inverted: Yosys merges registers that load the same value, so a plain operand register
-    would become one with the delay register beside the product, whose other loads are far
-    away, and the placer could not move it. Each chunk product is registered, then the products
-    are packed into rows (products whose bits do not overlap are concatenated, no adder) and the
-    rows summed as a tree in one stage. The result is exact, of the shape of ``a * b``.
+    same cycle; here each chunk product is registered, then the products are packed into rows
+    (products whose bits do not overlap are concatenated, no adder) and the rows summed as a
+    tree in one stage. The result is exact, of the shape of ``a * b``.
     """
     a, b = Value.cast(a), Value.cast(b)
     shape = (a * b).shape()
@@ -116,14 +111,12 @@ def mul(cut, a, b):
             out.append((i * CHUNK, c.as_signed() if x.shape().signed and i == count - 1 else c))
         return out
 
-    terms = sorted(((oa + ob, ca, cb) for oa, ca in chunks(a) for ob, cb in chunks(b)),
+    terms = sorted(((oa + ob, ca * cb) for oa, ca in chunks(a) for ob, cb in chunks(b)),
                    key=lambda t: t[0])
-    operands = cut([~x for _, ca, cb in terms for x in (ca, cb)])
-    products = cut([~ca * ~cb for ca, cb in zip(operands[::2], operands[1::2], strict=True)])
-    terms = [(offset, p) for (offset, _, _), p in zip(terms, products, strict=True)]
+    products = cut([p for _, p in terms])
     # Rows of non-overlapping products; only a row's top product may be negative (signed).
     rows = []
-    for offset, p in terms:
+    for (offset, _), p in zip(terms, products, strict=True):
         for row in rows:
             end, last = row[-1][0] + len(row[-1][1]), row[-1][1]
             if end <= offset and not last.shape().signed:

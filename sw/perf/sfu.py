@@ -9,22 +9,21 @@ from the first input beat to the last output beat, inclusive.
 __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
-# Softmax: load pass (beats), sum pass reads (beats + 1 to leave), wait (12 cycles: the sum pass
+# Softmax: load pass (beats), sum pass reads (beats + 1 to leave), wait (10 cycles: the sum pass
 # drains, its sum and reciprocal settle while the output pass's first reads are under way),
-# output pass (beats + 23: read, codes, fixed point, -d, three for u, five for 2^-u, e, three
-# for e mask, three for the product with r1, three in the requantizer; + 1 output register).
-# Each product (hw.sfu_pipe.mul) takes three stages: operand chunks, chunk products, their sum.
-SOFTMAX_OVERHEAD = 36
-# LayerNorm: load pass (beats), scale (20 cycles: the pass-1 pipeline drains, D and its inverse
-# square root settle while the first reads of pass 2 are under way), output pass (beats + 16
-# pipeline stages: read, codes, integers, L x, L x - S1, three for the product with r1, z, three
+# output pass (beats + 19: read, codes, fixed point, -d, two for u, four for 2^-u, e, two for
+# e mask, two for the product with r1, three in the requantizer; + 1 output register).
+SOFTMAX_OVERHEAD = 30
+# LayerNorm: load pass (beats), scale (15 cycles: the pass-1 pipeline drains, D and its inverse
+# square root settle while the first reads of pass 2 are under way), output pass (beats + 14
+# pipeline stages: read, codes, integers, L x, L x - S1, two for the product with r1, z, two
 # for gamma z, y, three in the requantizer; + 1 output register).
-LAYERNORM_OVERHEAD = 37
-# Entropy: load pass (beats), sum pass (beats + 18 pipeline stages: read, codes, fixed point,
-# -d, three for u, five for 2^-u, e, three for the term, two adder-tree stages; + 1 to leave),
-# result (15 cycles: the reciprocal's 11 stages, three for the product with T, the shift; the
-# last loads the result register), result transfer; for n <= 4 lanes (see entropy_cycles).
-ENTROPY_OVERHEAD = 35
+LAYERNORM_OVERHEAD = 30
+# Entropy: load pass (beats), sum pass (beats + 15 pipeline stages: read, codes, fixed point,
+# -d, two for u, four for 2^-u, e, two for the term, two adder-tree stages; + 1 to leave), result
+# (12 cycles: the reciprocal's 9 stages, two for the product with T, the shift; the last loads
+# the result register), result transfer; for n <= 4 lanes (see entropy_cycles).
+ENTROPY_OVERHEAD = 29
 # Residual add: sum register, three requantizer stages, output register (hw.residual.LATENCY).
 RESIDUAL_LATENCY = 5
 
