@@ -77,5 +77,5 @@ def test_mul_is_exact_after_its_cuts(wa, sa, wb, sb):
     rng = random.Random(wa * 100 + wb)
     pairs = [(lo_a, lo_b), (hi_a, hi_b), (lo_a, hi_b), (hi_a, lo_b), (0, hi_b)]
     pairs += [(rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)) for _ in range(40)]
-    (got,) = _run(m, [p], lambda i: [(a, pairs[i % 45][0]), (b, pairs[i % 45][1])], 47)
+    (got,) = _run(m, [p], lambda i: [(a, pairs[i % 45][0]), (b, pairs[i % 45][1])], 45 + MUL_CUTS)
     assert got[MUL_CUTS:] == [x * y for x, y in pairs]
