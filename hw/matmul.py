@@ -574,8 +574,12 @@ class MatrixEngine(wiring.Component):
             for k, hot in enumerate(below):
                 pick = pick | Mux(hot, win[k], 0)
             m.d.sync += w_code[j].eq(Mux(bit, pick, 0))
-            below = [(below[k] if k < len(below) else 0) & ~bit
-                     | (below[k - 1] & bit if k else 0) for k in range(len(below) + 1)]
+            # Named signals per step: as nested expressions each step would copy the previous
+            # one twice, and the Verilog would grow as 2^n (1.5 M lines at n = 16).
+            nxt = [Signal(name=f"below{j + 1}_{k}") for k in range(len(below) + 1)]
+            m.d.comb += [b.eq((below[k] if k < len(below) else 0) & ~bit
+                              | (below[k - 1] & bit if k else 0)) for k, b in enumerate(nxt)]
+            below = nxt
         for i in range(n):
             m.d.sync += x_code[i].eq(Array(codes(x_rd[i].data))[s1["lane"]])
         m.d.sync += [s1b[f].eq(s1[f]) for f in s1b]
