@@ -36,7 +36,7 @@ from hw.sfu_math import (
     ln_normalized,
     reciprocal,
 )
-from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout", "max_tree_stages"]
 
@@ -140,7 +140,8 @@ class EntropyExit(LaneUnit, wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
-        cut = register_cut(m)  # nothing downstream stalls a pass: the stages run freely
+        # Nothing downstream stalls a pass: the stages run freely.
+        cut = register_cut(m, dsp=dsp_target(platform))
 
         def fixed_of(name, codes):
             out = []

@@ -26,7 +26,7 @@ from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_lanes, check_row
 from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
-from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
@@ -123,9 +123,9 @@ class LayerNorm(LaneUnit, wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
-        free = register_cut(m)  # pass 1 and the scale are never stalled
+        free = register_cut(m, dsp=dsp_target(platform))  # pass 1 and the scale are never stalled
         en = Signal()
-        held = register_cut(m, en)  # pass 2 stalls with the output
+        held = register_cut(m, en, dsp=dsp_target(platform))  # pass 2 stalls with the output
 
         count = Signal(range(self._max_beats + 1))
         wait = Signal(range(NORM_CYCLES + 1))

@@ -6,9 +6,10 @@ boundaries, so the same kernel is combinational (no cut) or pipelined (a cut fro
 :func:`register_cut`) with the same arithmetic.
 """
 
-from amaranth.hdl import Cat, Const, Signal, Value
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, ResetSignal, Signal, Value, signed
 
-__all__ = ["CHUNK", "MUL_CUTS", "register_cut", "delay", "Flight", "tree", "mul"]
+__all__ = ["CHUNK", "MUL_CUTS", "DSP_TARGETS", "dsp_target", "register_cut", "delay", "Flight",
+           "tree", "mul"]
 
 # Operand chunk of :func:`mul`: a 17-bit chunk, zero-extended when the other one is signed, is an
 # 18-bit operand of the ECP5's MULT18X18D (and fits the iCE40's 16x16 SB_MAC16 in two).
@@ -17,8 +18,78 @@ CHUNK = 17
 MUL_CUTS = 2
 
 
-def register_cut(m, en=None):
-    """A cut that registers its signals every cycle, or only in cycles where ``en`` is high."""
+# DSP primitives the cuts can register chunk products in (see :func:`register_cut`).
+DSP_TARGETS = ("ecp5",)
+
+
+def dsp_target(platform):
+    """The DSP primitive for ``platform``: ``"ecp5"`` on an Amaranth ECP5 platform (unless it
+    sets ``edgebert_dsp = False``, as ``edgebert synth --no-dsp`` does), else ``None``.
+
+    Without a platform (``edgebert verilog``, the simulations) the Verilog stays generic.
+    """
+    if platform is None or not getattr(platform, "edgebert_dsp", True):
+        return None
+    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+
+
+def _is_const(value):
+    try:
+        Const.cast(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _mult18x18d(m, a, b, en):
+    """``a * b`` registered in the output register of an ECP5 MULT18X18D (clock enable ``en``,
+    synchronous reset from the domain's reset, if it has one, like a fabric register of the same
+    cut).
+
+    Both operands go in as signed 18-bit values (an unsigned operand of up to 17 bits is
+    zero-extended), so the 36-bit product is exact; the result has the shape of ``a * b``.
+    ``sim/models/MULT18X18D.v`` models the configuration used here for the simulations.
+    """
+    shape = (a * b).shape()
+    for x in (a, b):
+        if len(x) > (18 if x.shape().signed else 17):
+            raise ValueError(f"a MULT18X18D operand holds 18 signed or 17 unsigned bits, not "
+                             f"{x.shape()}")
+    a18, b18 = Signal(signed(18), name="dsp_a"), Signal(signed(18), name="dsp_b")
+    p = Signal(signed(36), name="dsp_p")
+    m.d.comb += [a18.eq(a), b18.eq(b)]
+    ports = {f"i_A{i}": a18[i] for i in range(18)}
+    ports |= {f"i_B{i}": b18[i] for i in range(18)}
+    ports |= {f"i_C{i}": Const(0, 1) for i in range(18)}
+    ports |= {f"o_P{i}": p[i] for i in range(36)}
+    m.submodules += Instance(
+        "MULT18X18D",
+        p_REG_INPUTA_CLK="NONE", p_REG_INPUTB_CLK="NONE", p_REG_INPUTC_CLK="NONE",
+        p_REG_PIPELINE_CLK="NONE", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0",
+        p_REG_OUTPUT_RST="RST0", p_CLK0_DIV="ENABLED", p_GSR="DISABLED", p_RESETMODE="SYNC",
+        p_MULT_BYPASS="DISABLED", p_SOURCEB_MODE="B_SHIFT", p_CAS_MATCH_REG="FALSE",
+        p_HIGHSPEED_CLK="NONE",
+        i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1), i_SOURCEA=Const(0, 1),
+        i_SOURCEB=Const(0, 1), i_CLK0=ClockSignal(), i_RST0=ResetSignal(allow_reset_less=True),
+        i_CE0=Const(1, 1) if en is None else en,
+        **ports)
+    q = Signal(shape, name="dsp_q")
+    m.d.comb += q.eq(p[:shape.width].as_signed() if shape.signed else p[:shape.width])
+    return q
+
+
+def register_cut(m, en=None, dsp=None):
+    """A cut that registers its signals every cycle, or only in cycles where ``en`` is high.
+
+    Its ``products(pairs)`` returns the registered products ``a * b`` of ``(a, b)`` pairs, one
+    cut after them (what :func:`mul` uses for its chunk products). With ``dsp = "ecp5"`` (see
+    :func:`dsp_target`) each product is registered in its MULT18X18D's own output register
+    instead of a fabric register, so no routing follows the DSP block before the register; the
+    timing is the same, the values too.
+    """
+    if dsp is not None and dsp not in DSP_TARGETS:
+        raise ValueError(f"dsp must be one of {', '.join(DSP_TARGETS)} or None, not {dsp!r}")
+
     def cut(signals):
         out = []
         for x in signals:
@@ -32,6 +103,18 @@ def register_cut(m, en=None):
             with m.If(en):
                 m.d.sync += stmts
         return out
+
+    def products(pairs):
+        pairs = [(Value.cast(a), Value.cast(b)) for a, b in pairs]
+        generic = [i for i, (a, b) in enumerate(pairs)
+                   if dsp is None or _is_const(a) or _is_const(b)]
+        out = dict(zip(generic, cut([pairs[i][0] * pairs[i][1] for i in generic]), strict=True))
+        for i, (a, b) in enumerate(pairs):
+            if i not in out:
+                out[i] = _mult18x18d(m, a, b, en)
+        return [out[i] for i in range(len(pairs))]
+
+    cut.products = products
     return cut
 
 
@@ -111,9 +194,15 @@ def mul(cut, a, b):
             out.append((i * CHUNK, c.as_signed() if x.shape().signed and i == count - 1 else c))
         return out
 
-    terms = sorted(((oa + ob, ca * cb) for oa, ca in chunks(a) for ob, cb in chunks(b)),
+    terms = sorted(((oa + ob, (ca, cb)) for oa, ca in chunks(a) for ob, cb in chunks(b)),
                    key=lambda t: t[0])
-    products = cut([p for _, p in terms])
+    pairs = [pair for _, pair in terms]
+    # A cut from register_cut registers the products in the DSP blocks where it can; a product
+    # by a constant is left to synthesis (shifts and adds, or a DSP as it sees fit).
+    if hasattr(cut, "products") and not (_is_const(a) or _is_const(b)):
+        products = cut.products(pairs)
+    else:
+        products = cut([x * y for x, y in pairs])
     # Rows of non-overlapping products; only a row's top product may be negative (signed).
     rows = []
     for (offset, _), p in zip(terms, products, strict=True):

@@ -39,7 +39,7 @@ from hw.sfu_math import (
     exp_neg_u_abs,
     reciprocal,
 )
-from hw.sfu_pipe import MUL_CUTS, Flight, delay, mul, register_cut, tree
+from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
 
 __all__ = ["Softmax"]
 
@@ -126,9 +126,10 @@ class Softmax(LaneUnit, wiring.Component):
         m.submodules.row = mem
         wr = mem.write_port()
         rd = mem.read_port()
-        free = register_cut(m)  # pass 1 and the reciprocal are never stalled
+        # Pass 1 and the reciprocal are never stalled.
+        free = register_cut(m, dsp=dsp_target(platform))
         en = Signal()
-        held = register_cut(m, en)  # passes 2 and 3 stall with the output
+        held = register_cut(m, en, dsp=dsp_target(platform))  # passes 2 and 3 stall with the output
 
         def fixed_of(name, codes):
             out = []

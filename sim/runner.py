@@ -23,6 +23,8 @@ __all__ = ["SIMULATORS", "run_cocotb", "verilator_bin_dir", "simulator_available
 
 SIMULATORS = ("icarus", "verilator")
 BUILD_ROOT = Path(os.environ.get("EDGEBERT_BUILD", "build")) / "sim"
+# Behavioural models of the vendor primitives that Verilog elaborated for a platform instantiates.
+MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
 def verilator_bin_dir():
@@ -79,8 +81,12 @@ def _verilator_make_fix(sim):
 
 
 def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testcase=None,
-               tag=None, timeout_s=None, rebuild=False):
+               tag=None, timeout_s=None, rebuild=False, platform=None):
     """Write ``top`` as Verilog module ``name``, build it for ``simulator``, run ``test_module``.
+
+    ``platform`` elaborates ``top`` for an Amaranth platform (e.g. an ECP5 board, where the
+    special-function units instantiate MULT18X18D blocks); the vendor primitives' models in
+    ``sim/models/`` are then compiled with it.
 
     ``params`` (JSON-serialisable) reach the testbench through ``EB_PARAMS``. ``tag`` names the
     build directory (defaults to a hash of the Verilog text, so identical designs share a build).
@@ -94,8 +100,12 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     if simulator not in SIMULATORS:
         raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
     _prepare_env(simulator)
-    text = verilog.convert(top, name=name, emit_src=False)
-    tag = tag or hashlib.sha1(text.encode()).hexdigest()[:10]
+    text = verilog.convert(top, name=name, emit_src=False, platform=platform)
+    models = sorted(MODELS_DIR.glob("*.v")) if platform is not None else []
+    digest = hashlib.sha1(text.encode())
+    for model in models:
+        digest.update(model.read_bytes())
+    tag = tag or digest.hexdigest()[:10]
     build_dir = (BUILD_ROOT / simulator / f"{name}-{tag}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / f"{name}.v"
@@ -121,7 +131,7 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         if not src.exists() or src.read_text() != text:
             src.write_text(text)
         with _verilator_make_fix(simulator):
-            runner.build(sources=[src], hdl_toplevel=name, build_dir=build_dir,
+            runner.build(sources=[src, *models], hdl_toplevel=name, build_dir=build_dir,
                          build_args=build_args, timescale=("1ns", "1ps"), always=False)
     t1 = time.perf_counter()
     # The simulator's embedded Python must import this checkout's hw/sw/sim packages.

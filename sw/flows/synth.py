@@ -145,8 +145,13 @@ def get_board(name):
     return BOARDS[name]
 
 
-def make_platform(board, target_mhz=None):
-    """The board's amaranth platform, speed grade and clock constraint set for this flow."""
+def make_platform(board, target_mhz=None, dsp=True):
+    """The board's amaranth platform, speed grade and clock constraint set for this flow.
+
+    ``dsp=False`` also tells the generator not to instantiate DSP primitives itself
+    (``edgebert_dsp``, read by :func:`hw.sfu_pipe.dsp_target`), so that Yosys's ``-nodsp``
+    maps every multiplier to LUTs.
+    """
     board = get_board(board) if isinstance(board, str) else board
     target_mhz = board.target_mhz if target_mhz is None else target_mhz
     if not (isinstance(target_mhz, int | float) and 0 < target_mhz <= 1000):
@@ -158,7 +163,7 @@ def make_platform(board, target_mhz=None):
         if r.name == clk and r.number == 0 else r
         for r in base.resources
     ]
-    attrs = {"resources": resources}
+    attrs = {"resources": resources, "edgebert_dsp": bool(dsp)}
     if board.speed is not None:
         attrs["speed"] = board.speed
     return type(f"{base.__name__}_Synth", (base,), attrs)()
@@ -250,7 +255,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
         board = get_board(board) if isinstance(board, str) else board
         if not isinstance(nice, int) or not 0 <= nice <= 19:
             raise ValueError(f"nice must be an integer in 0..19, not {nice!r}")
-        platform = make_platform(board, target_mhz)
+        platform = make_platform(board, target_mhz, dsp)
     target = board.target_mhz if target_mhz is None else float(target_mhz)
     harness = SynthHarness(dut=dut)
     build_dir = Path(build_dir).resolve()
@@ -267,7 +272,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
             # Yosys 0.70's ABC9 reintegration asserts on some kept hierarchies (seen on the
             # SFUs). Build again flattened and count the block as design minus harness.
             keep = False
-            platform = make_platform(board, target_mhz)  # a platform hands out each pin once
+            platform = make_platform(board, target_mhz, dsp)  # a platform hands out each pin once
             continue
         _raise_failure(name, board, build_dir, top, log, harness, keep)
     wall_s = time.perf_counter() - t0
