@@ -33,12 +33,16 @@ def dsp_target(platform):
     return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
 
 
-def _is_const(value):
+def _is_shift(value):
+    """Whether ``value`` is a constant 0 or power of two: a product by it needs no multiplier.
+
+    Yosys maps any other product to a DSP block, a product by a constant too, so those are
+    instantiated like the others."""
     try:
-        Const.cast(value)
+        v = Const.cast(value).value
     except TypeError:
         return False
-    return True
+    return v & (v - 1) == 0 if v >= 0 else False
 
 
 def _mult18x18d(m, a, b, en):
@@ -107,7 +111,7 @@ def register_cut(m, en=None, dsp=None):
     def products(pairs):
         pairs = [(Value.cast(a), Value.cast(b)) for a, b in pairs]
         generic = [i for i, (a, b) in enumerate(pairs)
-                   if dsp is None or _is_const(a) or _is_const(b)]
+                   if dsp is None or _is_shift(a) or _is_shift(b)]
         out = dict(zip(generic, cut([pairs[i][0] * pairs[i][1] for i in generic]), strict=True))
         for i, (a, b) in enumerate(pairs):
             if i not in out:
@@ -197,9 +201,8 @@ def mul(cut, a, b):
     terms = sorted(((oa + ob, (ca, cb)) for oa, ca in chunks(a) for ob, cb in chunks(b)),
                    key=lambda t: t[0])
     pairs = [pair for _, pair in terms]
-    # A cut from register_cut registers the products in the DSP blocks where it can; a product
-    # by a constant is left to synthesis (shifts and adds, or a DSP as it sees fit).
-    if hasattr(cut, "products") and not (_is_const(a) or _is_const(b)):
+    # A cut from register_cut registers the products in the DSP blocks where it can.
+    if hasattr(cut, "products"):
         products = cut.products(pairs)
     else:
         products = cut([x * y for x, y in pairs])

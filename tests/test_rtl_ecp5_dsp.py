@@ -34,15 +34,16 @@ def test_register_cut_refuses_an_unknown_dsp():
         register_cut(_unused_module(), dsp="dsp48e2")
 
 
-def test_mul_uses_one_mult18x18d_per_chunk_product_and_none_for_constants():
+def test_mul_uses_one_mult18x18d_per_chunk_product_but_none_for_a_shift():
     m = Module()
     cut = register_cut(m, dsp="ecp5")
     a, b = Signal(signed(30)), Signal(20)  # 2 x 2 chunks of at most 17 bits
-    p = Signal(signed(50))
-    q = Signal(signed(50))
-    m.d.comb += [p.eq(mul(cut, a, b)), q.eq(mul(cut, a, 12345))]
-    text = verilog.convert(m, ports=[a, b, p, q], emit_src=False)
-    assert text.count("MULT18X18D #(") == 4
+    p, q, r = Signal(signed(50)), Signal(signed(50)), Signal(signed(50))
+    # a x b: 4 chunk products; a x 12345: 2 (Yosys maps a product by a constant to a DSP
+    # too); a x 4096: a shift, no multiplier.
+    m.d.comb += [p.eq(mul(cut, a, b)), q.eq(mul(cut, a, 12345)), r.eq(mul(cut, a, 4096))]
+    text = verilog.convert(m, ports=[a, b, p, q, r], emit_src=False)
+    assert text.count("MULT18X18D #(") == 6
 
 
 def test_mult18x18d_refuses_operands_wider_than_the_primitive():
