@@ -61,3 +61,18 @@ def test_list_blocks(capsys):
     out = capsys.readouterr().out
     for name in ("af_mul", "af_requant", "af_to_fixed"):
         assert name in out
+
+
+def test_dsp_ecp5_instantiates_mult18x18d_in_the_sfus_only(tmp_path):
+    argv = ["-b", "entropy_exit", "-b", "residual_add", "-p", "n=4", "--no-check"]
+    assert main(["verilog", "-o", str(tmp_path / "g"), *argv]) == 0
+    assert main(["verilog", "-o", str(tmp_path / "e"), "--dsp", "ecp5", *argv]) == 0
+    generic = (tmp_path / "g" / "entropy_exit.v").read_text()
+    ecp5 = (tmp_path / "e" / "entropy_exit.v").read_text()
+    assert "MULT18X18D" not in generic
+    assert ecp5.count("MULT18X18D #(") > 0
+    # A block without chunk products is the same Verilog either way.
+    assert ((tmp_path / "g" / "residual_add.v").read_text()
+            == (tmp_path / "e" / "residual_add.v").read_text())
+    manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    assert manifest["entropy_exit"]["dsp"] == "ecp5"

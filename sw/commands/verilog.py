@@ -3,6 +3,7 @@
 import json
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 HELP = """\
 Writes one Verilog file per block (and a JSON manifest with the parameters used) to the output
@@ -11,6 +12,11 @@ in Amaranth against the golden model on random and edge-case inputs.
 
 Parameters are given as NAME=VALUE and apply to every block that has them, for example
   edgebert verilog -p n_bits=8 -p exp_bits=3 -p offset=-10
+
+The Verilog is generic (multipliers as `*`). --dsp ecp5 writes what `edgebert synth` builds for
+the ECP5: the special-function units' chunk products as MULT18X18D primitives with their output
+register on (same cycles, same values; Yosys's ECP5 flow would otherwise leave the product
+register in the fabric). Simulate that Verilog with sim/models/MULT18X18D.v.
 """
 
 
@@ -23,6 +29,9 @@ def register(sub):
                    help="only this block (repeatable; default: all)")
     p.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
                    help="override a generator parameter (integer) for every block that has it")
+    p.add_argument("--dsp", choices=("generic", "ecp5"), default="generic",
+                   help="multipliers as generic Verilog (default) or, for the SFUs' chunk "
+                        "products, as ECP5 MULT18X18D primitives with their output register")
     p.add_argument("--no-check", action="store_true", help="write Verilog only, skip self-checks")
     p.add_argument("--list", action="store_true",
                    help="list blocks and their parameters, then exit")
@@ -68,6 +77,8 @@ def run(args):
     stray = sorted(set(overrides) - used)
     if stray:
         raise ValueError(f"no selected block has parameter(s) {', '.join(stray)}")
+    # The generator asks its platform for the FPGA family only (hw.sfu_pipe.dsp_target).
+    target = SimpleNamespace(family="ecp5") if args.dsp == "ecp5" else None
     args.out.mkdir(parents=True, exist_ok=True)
     manifest = {}
     failed = []
@@ -76,12 +87,12 @@ def run(args):
         params = {**block.params, **{k: v for k, v in overrides.items() if k in block.params}}
         t0 = time.perf_counter()
         top = block.build(**params)
-        text = verilog.convert(top, name=name, emit_src=False)
+        text = verilog.convert(top, name=name, emit_src=False, platform=target)
         path = args.out / f"{name}.v"
         path.write_text(text)
         took = time.perf_counter() - t0
         line = f"{name:18s} {path}  ({len(text.splitlines())} lines, {took:.1f} s)"
-        entry = {"verilog": str(path), "params": params}
+        entry = {"verilog": str(path), "params": params, "dsp": args.dsp}
         if block.selfcheck and not args.no_check:
             t0 = time.perf_counter()
             try:
