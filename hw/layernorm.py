@@ -140,12 +140,15 @@ class LayerNorm(LaneUnit, wiring.Component):
         taken = Signal()
         xs_in = [af_integer(m, fmt, self.i.payload.x[k], f"x_in{k}") for k in range(n)]
         v1, first1, *x1 = free([taken, count == 0, *xs_in])
+        # The squares, registered with stage L2 (in the DSPs' output registers where the cut
+        # can; see hw/sfu_pipe.register_cut).
         squares = []
-        for k in range(n):
+        for k, p in enumerate(free.products([(x, x) for x in x1])):
             sq = Signal(2 * xbits - 1, name=f"sq{k}")
-            m.d.comb += sq.eq(x1[k] * x1[k])
+            m.d.comb += sq.eq(p)
             squares.append(sq)
-        v2, first2, *rest = free([v1, first1, *x1, *squares])
+        v2, first2, *x2 = free([v1, first1, *x1])
+        rest = [*x2, *squares]
         beat_s1 = tree(free, rest[:n], operator.add, SUM_TREE_STAGES)
         beat_s2 = tree(free, rest[n:], operator.add, SUM_TREE_STAGES)
         v_sum, first_sum = delay(free, [v2, first2], SUM_TREE_STAGES)
@@ -188,8 +191,9 @@ class LayerNorm(LaneUnit, wiring.Component):
                 for k in range(n) for which in range(3)]
         valid_c, ints = stage(valid_b, ints)
         xs, gs, bs = ints[0::3], ints[1::3], ints[2::3]
-        valid_d, rest = stage(valid_c, [*[length * x for x in xs], *gs, *bs])
-        lx, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
+        lx = held.products([(length, x) for x in xs])  # L x, registered with stage D
+        valid_d, rest = stage(valid_c, [*gs, *bs])
+        gs, bs = rest[:n], rest[n:]
         valid_e, rest = stage(valid_d, [*[x - s1 for x in lx], *gs, *bs])
         centred, gs, bs = rest[:n], rest[n:2 * n], rest[2 * n:]
         prods = [mul(held, c, r1) for c in centred]
