@@ -36,7 +36,17 @@ from hw.sfu_math import (
     ln_normalized,
     reciprocal,
 )
-from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
+from hw.sfu_pipe import (
+    MAX_TREE_MIN_STAGES,
+    MUL_CUTS,
+    Flight,
+    delay,
+    dsp_target,
+    max_tree_stages,
+    mul,
+    register_cut,
+    tree,
+)
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout", "max_tree_stages"]
 
@@ -45,20 +55,9 @@ H_BITS = LN_FRAC + 4
 # Pipeline stages of the beat's sums: fixed, so their cycles do not depend on n (each stage
 # reduces ceil(log2 n) / 2 levels of adders).
 SUM_TREE_STAGES = 2
-# The beat's maximum takes one stage per compare level (each compare drives a wide multiplexer
-# select, too slow twice in one cycle at 100 MHz), and at least two: pass 2's first value
-# reaches the subtraction just as the maximum of a two-stage tree is final, so each level past
-# the second delays pass 2 by one cycle (sw.perf.sfu.entropy_cycles).
-MAX_TREE_MIN_STAGES = 2
 # Cycles from final S and T to the result: the reciprocal, the product with T (and the ln
 # table), the shift (and ln S).
 RESULT_CYCLES = RECIP_CUTS + MUL_CUTS + 1
-
-
-def max_tree_stages(n):
-    """Pipeline stages of the beat's maximum over ``n`` lanes: one per compare level, at least
-    ``MAX_TREE_MIN_STAGES``."""
-    return max(MAX_TREE_MIN_STAGES, (n - 1).bit_length())
 
 
 def result_layout():

@@ -8,14 +8,19 @@ boundaries, so the same kernel is combinational (no cut) or pipelined (a cut fro
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, ResetSignal, Signal, Value, signed
 
-__all__ = ["CHUNK", "MUL_CUTS", "DSP_TARGETS", "dsp_target", "register_cut", "delay", "Flight",
-           "tree", "mul"]
+__all__ = ["CHUNK", "MUL_CUTS", "DSP_TARGETS", "MAX_TREE_MIN_STAGES", "dsp_target",
+           "register_cut", "delay", "Flight", "tree", "max_tree_stages", "mul"]
 
 # Operand chunk of :func:`mul`: a 17-bit chunk, zero-extended when the other one is signed, is an
 # 18-bit operand of the ECP5's MULT18X18D (and fits the iCE40's 16x16 SB_MAC16 in two).
 CHUNK = 17
 # Cuts of :func:`mul`: the chunk products, then their sum.
 MUL_CUTS = 2
+# A beat's maximum (softmax, entropy unit) takes one stage per compare level (each compare drives
+# a wide multiplexer select, too slow twice in one cycle at 100 MHz), and at least two: the units'
+# second pass is timed so that its first value reaches the subtraction just as the maximum of a
+# two-stage tree is final, so each level past the second delays that pass by one cycle.
+MAX_TREE_MIN_STAGES = 2
 
 
 # DSP primitives the cuts can register chunk products in (see :func:`register_cut`).
@@ -171,6 +176,12 @@ def tree(cut, values, op, stages):
         values = cut(values)
     (result,) = values
     return result
+
+
+def max_tree_stages(n):
+    """Pipeline stages of the beat's maximum over ``n`` lanes (a :func:`tree` of compare and
+    select): one per compare level, ``ceil(log2 n)``, at least ``MAX_TREE_MIN_STAGES``."""
+    return max(MAX_TREE_MIN_STAGES, (n - 1).bit_length())
 
 
 def mul(cut, a, b):

@@ -10,7 +10,8 @@ reciprocal is still being computed, so that its first value needs it just when i
 Every pass is a pipeline with a register after each table lookup and each DSP product
 (:mod:`hw.sfu_pipe`), as in :mod:`hw.entropy` and :mod:`hw.layernorm`. Passes 2 and 3 stall as
 a whole with the output (``en = ~o.valid | o.ready``; nothing stalls before the first output
-value); pass 1 and the reciprocal never stall. The cycles per row are
+value); pass 1 and the reciprocal never stall. The beat's maximum has a stage per compare
+level, so from n = 8 on pass 2 waits for it. The cycles per row are
 :func:`sw.perf.sfu.softmax_cycles`. Formats and rounding are those of :mod:`sw.golden.softmax`.
 """
 
@@ -39,14 +40,24 @@ from hw.sfu_math import (
     exp_neg_u_abs,
     reciprocal,
 )
-from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
+from hw.sfu_pipe import (
+    MAX_TREE_MIN_STAGES,
+    MUL_CUTS,
+    Flight,
+    delay,
+    dsp_target,
+    max_tree_stages,
+    mul,
+    register_cut,
+    tree,
+)
 
 __all__ = ["Softmax"]
 
 MASK_BITS = SPAN_MASK_FRAC + 1
-# Pipeline stages of the two tree reductions (the beat's maximum, the beat's sum): fixed, so the
-# cycles per row do not depend on n (each stage reduces ceil(log2 n) / 2 levels).
-MAX_TREE_STAGES = 2  # at most 2: pass 2 reads the maximum 2 + MAX_TREE_STAGES cycles after the load
+# Pipeline stages of the beat's sum: fixed, so its cycles do not depend on n (each stage reduces
+# ceil(log2 n) / 2 levels). The beat's maximum has one stage per compare level
+# (hw.sfu_pipe.max_tree_stages), and pass 2 waits a cycle for each past the second.
 SUM_TREE_STAGES = 2
 # Cycles between the sum pass's last read and the output pass's first: the sum pass's last value
 # reaches the product with r1 (the stage after em) as the output pass's first does, then the
@@ -141,15 +152,18 @@ class Softmax(LaneUnit, wiring.Component):
             return out
 
         count = Signal(range(self._max_beats + 1))
-        wait = Signal(range(GAP_CYCLES + 1))
+        max_stages = max_tree_stages(n)
+        settle = max_stages - MAX_TREE_MIN_STAGES  # cycles pass 2 waits for the maximum
+        wait = Signal(range(max(GAP_CYCLES, settle) + 1))
         mx = Signal(signed(fx.width))
         acc_width = EXP_FRAC + 1 + MASK_BITS + (self._max_len - 1).bit_length()
         acc = Signal(acc_width)
 
         # Pass 1: P: the incoming beats in fixed point, masked-out ones at the minimum when
-        # renormalising (registered) | their maximum, a tree in MAX_TREE_STAGES stages | the
-        # running maximum. It is final 2 + MAX_TREE_STAGES cycles after the last input beat,
-        # exactly when the first value read in pass 2 reaches the subtraction (stage D).
+        # renormalising (registered) | their maximum, a tree of max_tree_stages(n) stages | the
+        # running maximum. It is final 2 + max_stages cycles after the last input beat; pass 2
+        # starts settle + 1 cycles after that beat, so that its first value reaches the
+        # subtraction (stage D) 3 cycles later, exactly when the maximum is final.
         taken = Signal()
         in_x = fixed_of("in_fixed", [self.i.payload.x[j] for j in range(n)])
         in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
@@ -157,8 +171,8 @@ class Softmax(LaneUnit, wiring.Component):
             m.d.comb += in_m[j].eq(Mux(self.renorm & (self.i.payload.mask[j] == 0),
                                        fx.min_int, in_x[j]))
         p_valid, p_first, *p_x = free([taken, count == 0, *in_m])
-        best = tree(free, p_x, lambda a, b: Mux(a > b, a, b), MAX_TREE_STAGES)
-        b_valid, b_first = delay(free, [p_valid, p_first], MAX_TREE_STAGES)
+        best = tree(free, p_x, lambda a, b: Mux(a > b, a, b), max_stages)
+        b_valid, b_first = delay(free, [p_valid, p_first], max_stages)
         with m.If(b_valid):
             m.d.sync += mx.eq(Mux(b_first | (best > mx), best, mx))
 
@@ -232,7 +246,13 @@ class Softmax(LaneUnit, wiring.Component):
                     m.d.comb += wr.en.eq(1)
                     m.d.sync += count.eq(count + 1)
                     with m.If(last):
-                        m.d.sync += [count.eq(0), acc.eq(0)]
+                        m.d.sync += [count.eq(0), acc.eq(0), wait.eq(settle)]
+                        m.next = "SETTLE" if settle else "SUM"
+            if settle:
+                with m.State("SETTLE"):  # the beat's maximum is still in its tree
+                    m.d.comb += [self.busy.eq(1), en.eq(1)]
+                    m.d.sync += wait.eq(wait - 1)
+                    with m.If(wait == 1):
                         m.next = "SUM"
             with m.State("SUM"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]

@@ -8,7 +8,8 @@ import pytest
 from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.sim import Simulator
 
-from hw.sfu_pipe import MUL_CUTS, delay, mul, register_cut, tree
+from hw.entropy import max_tree_stages as entropy_max_tree_stages
+from hw.sfu_pipe import MUL_CUTS, delay, max_tree_stages, mul, register_cut, tree
 
 
 def _run(m, outputs, stimulus, cycles):
@@ -79,3 +80,9 @@ def test_mul_is_exact_after_its_cuts(wa, sa, wb, sb):
     pairs += [(rng.randint(lo_a, hi_a), rng.randint(lo_b, hi_b)) for _ in range(40)]
     (got,) = _run(m, [p], lambda i: [(a, pairs[i % 45][0]), (b, pairs[i % 45][1])], 45 + MUL_CUTS)
     assert got[MUL_CUTS:] == [x * y for x, y in pairs]
+
+
+def test_max_tree_has_a_stage_per_compare_level_and_at_least_two():
+    # Compare levels of a balanced tree over n lanes, by hand: 0, 1, 2, 3 (5 and 8 lanes), 4, 6.
+    assert [max_tree_stages(n) for n in (1, 2, 4, 5, 8, 16, 64)] == [2, 2, 2, 3, 3, 4, 6]
+    assert entropy_max_tree_stages is max_tree_stages  # still importable from hw.entropy

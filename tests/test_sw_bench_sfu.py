@@ -14,5 +14,6 @@ def test_bench_sfu_prints_and_writes_figures(tmp_path):
     assert units.count("softmax") == 2 and units.count("entropy") == 4
     assert "layernorm" in units
     report = json.loads(out.read_text())
-    assert report["cycles_per_row"]["softmax_64"] == softmax_cycles(4)
+    lanes = report["cycles_per_row"]["lanes"]
+    assert report["cycles_per_row"]["softmax_64"] == softmax_cycles(64 // lanes, lanes)
     assert all(f["max_ulp"] <= 1 for f in report["accuracy"] if "max_ulp" in f)

@@ -30,7 +30,7 @@ def run(args):
         print(json.dumps(f))
     n = 16
     cycles = {"lanes": n,
-              "softmax_64": softmax_cycles(64 // n), "softmax_512": softmax_cycles(512 // n),
+              "softmax_64": softmax_cycles(64 // n, n), "softmax_512": softmax_cycles(512 // n, n),
               "layernorm_384": layernorm_cycles(384 // n),
               "entropy_2_classes_4_lanes": entropy_cycles(1, 4),
               "residual_384": residual_cycles(384 // n)}

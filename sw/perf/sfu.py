@@ -12,7 +12,8 @@ __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cyc
 # Softmax: load pass (beats), sum pass reads (beats + 1 to leave), wait (10 cycles: the sum pass
 # drains, its sum and reciprocal settle while the output pass's first reads are under way),
 # output pass (beats + 19: read, codes, fixed point, -d, two for u, four for 2^-u, e, two for
-# e mask, two for the product with r1, three in the requantizer; + 1 output register).
+# e mask, two for the product with r1, three in the requantizer; + 1 output register); for
+# n <= 4 lanes (see softmax_cycles).
 SOFTMAX_OVERHEAD = 30
 # LayerNorm: load pass (beats), scale (15 cycles: the pass-1 pipeline drains, D and its inverse
 # square root settle while the first reads of pass 2 are under way), output pass (beats + 14
@@ -34,9 +35,19 @@ def _check_beats(beats):
     return beats
 
 
-def softmax_cycles(beats):
-    """Row period of :class:`hw.softmax.Softmax`: three passes plus a fixed overhead."""
-    return 3 * _check_beats(beats) + SOFTMAX_OVERHEAD
+def _max_wait(n):
+    """Cycles the second pass waits for the beat's maximum over ``n`` lanes: its tree has one
+    pipeline stage per compare level (``ceil(log2 n)``), at least two, and the pass is timed for
+    two (n = 8: 1, n = 16: 2)."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, not {n!r}")
+    return max(0, (n - 1).bit_length() - 2)
+
+
+def softmax_cycles(beats, n):
+    """Row period of :class:`hw.softmax.Softmax` with ``n`` lanes: three passes plus a fixed
+    overhead, plus the sum pass's wait for the beat's maximum (n = 8: +1, n = 16: +2)."""
+    return 3 * _check_beats(beats) + SOFTMAX_OVERHEAD + _max_wait(n)
 
 
 def layernorm_cycles(beats):
@@ -52,10 +63,7 @@ def entropy_cycles(beats, n):
     The beat's maximum takes one pipeline stage per compare level (``ceil(log2 n)``), at least
     two; the sum pass waits one cycle for each level past the second (n = 8: +1, n = 16: +2).
     """
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, not {n!r}")
-    levels = (n - 1).bit_length()
-    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD + max(0, levels - 2)
+    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD + _max_wait(n)
 
 
 def residual_cycles(beats):
