@@ -19,7 +19,7 @@ from torch import nn
 from sw.tokenizer import WordPiece, default_model_dir
 
 __all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "predict_states",
-           "load_teacher", "cached_logits", "cache_states", "cached_states"]
+           "load_teacher", "cached_logits", "cache_states", "cached_states", "soup"]
 
 
 class Teacher(nn.Module):
@@ -214,23 +214,33 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
                        out_dir / "teacher_opt.pt")
     bar.close()
 
+    meta = {"dev_accuracy": None, "logits_limit": logits_limit, "n_dev": len(dev),
+            "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
+            "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
+            "model_dir": str(tok.model_dir), "train_s": time.time() - t0,
+            "init_from": None if init_from is None else str(init_from),
+            "freeze_word_embeddings": freeze_word_embeddings}
+    return _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log)
+
+
+def _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log):
+    """Evaluate on ``dev``, write ``teacher.safetensors`` and ``teacher.json`` (``meta`` plus the
+    dev accuracy) and cache the logits on the (first ``logits_limit``) training examples."""
+    from tqdm import tqdm
+
+    from sw.tokenizer import Batch
+
     dev_batch, dev_labels = _encode(tok, dev)
     dev_logits = predict_logits(model, dev_batch)
     acc = float((dev_logits.argmax(1) == dev_labels).float().mean())
     log(f"teacher dev accuracy {acc:.4f}")
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               out_dir / "teacher.safetensors")
-    meta = {"dev_accuracy": acc, "logits_limit": logits_limit, "n_dev": len(dev),
-            "n_train": len(train), "steps": n_steps, "epochs": epochs, "steps_run": step,
-            "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
-            "model_dir": str(tok.model_dir), "train_s": time.time() - t0,
-            "init_from": None if init_from is None else str(init_from),
-            "freeze_word_embeddings": freeze_word_embeddings}
+    meta = {**meta, "dev_accuracy": acc,
+            "dev_correct": int((dev_logits.argmax(1) == dev_labels).sum())}
     (out_dir / "teacher.json").write_text(json.dumps(meta, indent=2))
-    n = len(train) if logits_limit is None else min(logits_limit, len(train))
+    n = len(batch) if logits_limit is None else min(logits_limit, len(batch))
     bar = tqdm(total=n, desc="teacher logits", mininterval=10)
-    from sw.tokenizer import Batch
-
     head = Batch(batch.input_ids[:n], batch.attention_mask[:n], batch.token_type_ids[:n], 0)
     logits = predict_logits(model, head, progress=bar)
     bar.close()
@@ -238,6 +248,65 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     (out_dir / "train_states.safetensors").unlink(missing_ok=True)  # of an earlier teacher
     log(f"cached logits for the first {n} training examples")
     return meta
+
+
+def soup(ingredients, train, dev, out_dir, *, model_dir=None, max_len=64, logits_limit=None,
+         log=print):
+    """A uniform model soup (Wortsman et al., ICML 2022): the element-wise mean of the weights
+    of several teachers fine-tuned from the same checkpoint (e.g. the same recipe with different
+    seeds), evaluated and cached exactly like a fine-tuned teacher.
+
+    Fine-tunings of one pre-trained model stay in one basin of the loss, so their mean is a
+    single model (no cost at inference, unlike an ensemble) that is usually at least as accurate
+    as its ingredients. ``ingredients`` are :func:`fine_tune` output directories; they must
+    have the same tensors (names and shapes) and come from the same checkpoint.
+    """
+    out_dir = Path(out_dir)
+    ingredients = [Path(d) for d in ingredients]
+    if len(ingredients) < 2:
+        raise ValueError(f"a soup needs at least two fine-tuned teachers, got {len(ingredients)}")
+    if len(set(d.resolve() for d in ingredients)) != len(ingredients):
+        raise ValueError("a soup's ingredients must be different directories")
+    if out_dir.resolve() in {d.resolve() for d in ingredients}:
+        raise ValueError(f"the soup's output directory {str(out_dir)!r} is one of its "
+                         f"ingredients; choose another")
+    states, metas = [], []
+    for d in ingredients:
+        f = d / "teacher.safetensors"
+        if not f.is_file():
+            raise FileNotFoundError(f"{str(d)!r} holds no fine-tuned teacher "
+                                    f"(no teacher.safetensors)")
+        states.append(load_file(f))
+        j = d / "teacher.json"
+        metas.append(json.loads(j.read_text()) if j.is_file() else {})
+    first = states[0]
+    for d, st in zip(ingredients[1:], states[1:], strict=True):
+        if st.keys() != first.keys():
+            diff = sorted(st.keys() ^ first.keys())
+            raise ValueError(f"{str(d)!r} has other tensors than {str(ingredients[0])!r} "
+                             f"(e.g. {diff[0]}): not the same architecture")
+        for k, v in st.items():
+            if v.shape != first[k].shape:
+                raise ValueError(f"{str(d)!r}: {k} has shape {tuple(v.shape)}, "
+                                 f"{str(ingredients[0])!r} {tuple(first[k].shape)}")
+    sources = {m.get("model_dir") for m in metas} - {None}
+    if len(sources) > 1:
+        raise ValueError(f"the ingredients were fine-tuned from different checkpoints "
+                         f"({', '.join(sorted(sources))}); a soup needs one")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = WordPiece(model_dir, max_len=max_len)
+    model = Teacher(model_dir, n_labels=first["classifier.weight"].shape[0])
+    mean = {k: (sum(st[k].double() for st in states) / len(states)).to(first[k].dtype)
+            for k in first}
+    model.load_state_dict(mean)
+    model.eval()
+    log(f"soup of {len(ingredients)} teachers: {', '.join(map(str, ingredients))}")
+    batch, labels = _encode(tok, train)
+    meta = {"soup": [str(d) for d in ingredients],
+            "soup_dev_accuracy": [m.get("dev_accuracy") for m in metas],
+            "logits_limit": logits_limit, "n_dev": len(dev), "n_train": len(train),
+            "max_len": max_len, "model_dir": str(tok.model_dir)}
+    return _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log)
 
 
 def load_teacher(out_dir, model_dir=None):

@@ -17,6 +17,7 @@ from sw.teacher import (
     load_teacher,
     predict_logits,
     predict_states,
+    soup,
 )
 from sw.tokenizer import WordPiece
 
@@ -142,3 +143,101 @@ def test_bucketed_order_is_a_permutation_of_similar_lengths():
     batches = lengths[bucketed_order(lengths, 4, 1, seed=1, bucket=8)].view(-1, 4)
     assert torch.equal(batches.max(1).values, batches.min(1).values)
     assert sorted(batches[:, 0].tolist()) == sorted(set(lengths.tolist()))
+
+
+def _ingredient(d, tiny_bert, seed, meta=None):
+    """A teacher directory as fine_tune leaves it (random weights, seeded)."""
+    from safetensors.torch import save_file
+
+    d.mkdir()
+    torch.manual_seed(seed)
+    state = Teacher(tiny_bert, n_labels=2).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, d / "teacher.safetensors")
+    (d / "teacher.json").write_text(json.dumps(meta or {"dev_accuracy": 0.5,
+                                                        "model_dir": str(tiny_bert)}))
+    return state
+
+
+def test_soup_is_the_mean_of_its_ingredients_and_is_cached_like_a_teacher(tiny_bert, tmp_path):
+    from safetensors.torch import load_file
+
+    train, dev = examples(12, 0), examples(8, 1)
+    a = _ingredient(tmp_path / "a", tiny_bert, 1)
+    b = _ingredient(tmp_path / "b", tiny_bert, 2)
+    c = _ingredient(tmp_path / "c", tiny_bert, 3)
+    meta = soup([tmp_path / "a", tmp_path / "b", tmp_path / "c"], train, dev, tmp_path / "s",
+                model_dir=tiny_bert, max_len=8, log=lambda m: None)
+    got = load_file(tmp_path / "s" / "teacher.safetensors")
+    assert got.keys() == a.keys()
+    for k in a:
+        want = torch.stack([a[k], b[k], c[k]]).double().mean(0).float()
+        assert torch.allclose(got[k], want, rtol=0, atol=1e-7), k
+    assert not torch.equal(got["classifier.weight"], a["classifier.weight"])
+    # Evaluated and cached exactly as a fine-tuned teacher would be.
+    model = load_teacher(tmp_path / "s", tiny_bert)
+    tok = WordPiece(tiny_bert, max_len=8)
+    dev_pred = predict_logits(model, tok.encode([e.text_a for e in dev])).argmax(1)
+    acc = float((dev_pred == torch.tensor([e.label for e in dev])).float().mean())
+    on_disk = json.loads((tmp_path / "s" / "teacher.json").read_text())
+    assert on_disk["dev_accuracy"] == meta["dev_accuracy"] == acc
+    assert on_disk["dev_correct"] == round(acc * len(dev))
+    assert on_disk["soup"] == [str(tmp_path / x) for x in "abc"]
+    assert on_disk["soup_dev_accuracy"] == [0.5, 0.5, 0.5]
+    logits, labels = cached_logits(tmp_path / "s", 12)
+    want = predict_logits(model, tok.encode([e.text_a for e in train]))
+    assert torch.allclose(logits, want, atol=1e-6)
+    assert labels.tolist() == [e.label for e in train]
+
+
+def test_soup_refuses_what_is_not_one_architecture_from_one_checkpoint(tiny_bert, tmp_path):
+    from safetensors.torch import save_file
+
+    train, dev = examples(4, 0), examples(4, 1)
+    kw = dict(model_dir=tiny_bert, max_len=8, log=lambda m: None)
+    a = _ingredient(tmp_path / "a", tiny_bert, 1)
+    with pytest.raises(ValueError, match="at least two"):
+        soup([tmp_path / "a"], train, dev, tmp_path / "s", **kw)
+    with pytest.raises(ValueError, match="different directories"):
+        soup([tmp_path / "a", tmp_path / "a"], train, dev, tmp_path / "s", **kw)
+    _ingredient(tmp_path / "b", tiny_bert, 2)
+    with pytest.raises(ValueError, match="is one of its ingredients"):
+        soup([tmp_path / "a", tmp_path / "b"], train, dev, tmp_path / "b", **kw)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no teacher.safetensors"):
+        soup([tmp_path / "a", tmp_path / "empty"], train, dev, tmp_path / "s", **kw)
+    (tmp_path / "wide").mkdir()
+    save_file({**a, "classifier.weight": torch.zeros(3, 16)},
+              tmp_path / "wide" / "teacher.safetensors")
+    with pytest.raises(ValueError, match=r"classifier.weight has shape \(3, 16\)"):
+        soup([tmp_path / "a", tmp_path / "wide"], train, dev, tmp_path / "s", **kw)
+    (tmp_path / "more").mkdir()
+    save_file({**a, "extra": torch.zeros(1)}, tmp_path / "more" / "teacher.safetensors")
+    with pytest.raises(ValueError, match="other tensors.*extra"):
+        soup([tmp_path / "a", tmp_path / "more"], train, dev, tmp_path / "s", **kw)
+    _ingredient(tmp_path / "other", tiny_bert, 3, {"model_dir": "/elsewhere"})
+    with pytest.raises(ValueError, match="different checkpoints"):
+        soup([tmp_path / "a", tmp_path / "other"], train, dev, tmp_path / "s", **kw)
+    assert not (tmp_path / "s").exists()  # nothing written on refusal
+
+
+def test_teacher_command_makes_a_soup_and_refuses_training_options(tiny_bert, tmp_path, capsys):
+    from sw.cli import main
+
+    task = tmp_path / "task"
+    task.mkdir()
+    rows = "".join(f"{e.text_a}\t{e.label}\n" for e in examples(10, 0))
+    for split in ("train", "dev"):
+        (task / f"{split}.tsv").write_text("sentence\tlabel\n" + rows)
+    for name, seed in (("a", 1), ("b", 2)):
+        _ingredient(tmp_path / name, tiny_bert, seed)
+    args = ["teacher", "--data", str(task), "--model-dir", str(tiny_bert), "--max-len", "8",
+            "--threads", "1", "--soup", str(tmp_path / "a"), str(tmp_path / "b")]
+    with pytest.raises(SystemExit, match="--init-from cannot be combined with --soup"):
+        main([*args, "-o", str(tmp_path / "s"), "--init-from", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="--soup: .*is one of its ingredients"):
+        main([*args, "-o", str(tmp_path / "a")])
+    assert main([*args, "-o", str(tmp_path / "s")]) == 0
+    assert "soup of 2 teachers: dev accuracy" in capsys.readouterr().out
+    meta = json.loads((tmp_path / "s" / "teacher.json").read_text())
+    assert len(meta["soup"]) == 2 and meta["n_train"] == 10
+    assert cached_logits(tmp_path / "s", 10)[0].shape == (10, 2)

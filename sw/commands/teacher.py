@@ -8,6 +8,11 @@ BERT-family checkpoint directory on a GLUE task, checkpointing to the output dir
 hundred steps (run the same command again to resume). Writes teacher.safetensors, teacher.json
 (dev accuracy) and train_logits.safetensors (the logits the student is distilled from).
 
+--soup DIR DIR [...] makes the teacher a uniform model soup instead of fine-tuning one: the
+element-wise mean of the weights of teachers already fine-tuned (by this command) from the same
+checkpoint, e.g. one recipe run with two seeds. The soup is a single model, evaluated and cached
+like any teacher; teacher.json records its ingredients and their dev accuracies.
+
 --augment K also writes K augmented sentences per training example (masking, embedding-neighbour
 replacement, n-gram sampling and, with --concat P, joining two examples; see sw/augment.py)
 with the teacher's logits on them (augment.tsv, augment_logits.safetensors), for
@@ -47,6 +52,9 @@ def register(sub):
     p.add_argument("--init-from", type=Path, default=None, metavar="DIR",
                    help="start from the teacher fine-tuned in DIR (e.g. one more epoch at a "
                         "lower learning rate)")
+    p.add_argument("--soup", type=Path, nargs="+", default=None, metavar="DIR",
+                   help="average the weights of these fine-tuned teachers (same checkpoint) "
+                        "instead of fine-tuning")
     p.add_argument("--augment", type=int, default=0, metavar="K",
                    help="augmented sentences per training example to label (default: 0)")
     p.add_argument("--concat", type=float, default=0.0, metavar="P",
@@ -68,7 +76,7 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cache_augmented, cache_states, fine_tune
+    from sw.teacher import cache_augmented, cache_states, fine_tune, soup
 
     torch.set_num_threads(args.threads)
     train = load_split(args.data, "train", limit=args.train_limit)
@@ -84,11 +92,26 @@ def run(args):
         raise SystemExit(f"edgebert teacher: --augment must be >= 0, not {args.augment}")
     if not 0.0 <= args.concat <= 1.0:
         raise SystemExit(f"edgebert teacher: --concat must be in [0, 1], not {args.concat}")
+    if args.soup is not None:
+        given = [f"--{k.replace('_', '-')}" for k in ("init_from", "stop_at")
+                 if getattr(args, k) is not None]
+        if given:
+            raise SystemExit(f"edgebert teacher: {', '.join(given)} cannot be combined with "
+                             f"--soup (the soup is not trained)")
     done = Path(args.out) / "teacher.json"
     if done.is_file() and (Path(args.out) / "train_logits.safetensors").is_file():
         meta = json.loads(done.read_text())
         print(f"{args.out} already holds a fine-tuned teacher (dev accuracy "
               f"{meta['dev_accuracy']:.4f}); skipping fine-tuning")
+    elif args.soup is not None:
+        try:
+            meta = soup(args.soup, train, dev, args.out, model_dir=args.model_dir,
+                        max_len=args.max_len, logits_limit=args.logits_limit, log=log)
+        except (ValueError, FileNotFoundError) as e:
+            raise SystemExit(f"edgebert teacher --soup: {e}") from None
+        print(f"soup of {len(args.soup)} teachers: dev accuracy {meta['dev_accuracy']:.4f} "
+              f"(ingredients: {', '.join(f'{a:.4f}' for a in meta['soup_dev_accuracy'] if a)}); "
+              f"outputs in {args.out}")
     else:
         meta = fine_tune(train, dev, args.out, model_dir=args.model_dir,
                          max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
