@@ -19,7 +19,7 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
-__all__ = ["AFRequantCore", "DEFAULT_STAGES", "MAX_STAGES", "leading_one"]
+__all__ = ["AFRequantCore", "DEFAULT_STAGES", "MAX_STAGES", "leading_one", "trailing_zeros"]
 
 
 def leading_one(m, value, name):
@@ -38,6 +38,28 @@ def leading_one(m, value, name):
         any_lo, idx_lo = tree(v[:half])
         any_hi, idx_hi = tree(v[half:])
         return any_lo | any_hi, Cat(Mux(any_hi, idx_hi, idx_lo), any_hi)
+
+    _, found = tree(Cat(value, Const(0, width - len(value))))
+    m.d.comb += idx.eq(found)
+    return idx
+
+
+def trailing_zeros(m, value, name):
+    """Index of the least significant set bit of ``value``, as a Signal; for 0 it is
+    ``2^k - 1``, ``2^k`` being ``len(value)`` rounded up to a power of two (test ``value != 0``
+    where that matters). The same binary tree as :func:`leading_one`, from the other end.
+    """
+    idx = Signal(range(max(len(value), 2)), name=name)
+    width = 1 << len(idx)
+
+    def tree(v):
+        # (any bit set, index of the lowest one) of a power-of-two-wide v.
+        if len(v) == 2:
+            return v.any(), ~v[0]
+        half = len(v) // 2
+        any_lo, idx_lo = tree(v[:half])
+        any_hi, idx_hi = tree(v[half:])
+        return any_lo | any_hi, Cat(Mux(any_lo, idx_lo, idx_hi), ~any_lo)
 
     _, found = tree(Cat(value, Const(0, width - len(value))))
     m.d.comb += idx.eq(found)
@@ -179,13 +201,20 @@ class AFRequantCore(wiring.Component):
         x, sign = cut("pre", x=x, sign=sign)
 
         lead = leading_one(m, x, "lead")
+        # The sticky bit below needs "any one of 2X below bit rshift", i.e. X != 0 and
+        # tz(X) + 1 < rshift; the trailing-zero count is found here, beside the leading one, so
+        # that the next stage compares two small numbers instead of masking and OR-ing 2X
+        # (that mask was the slowest path of the requantizer on the ECP5).
+        tz = trailing_zeros(m, x, "tz")
+        nonzero = x != 0
         # exp = max(0, floor(log2 V) - M) with floor(log2 V) = lead - F.
         exp = Signal(range(len(x) + 1))
         with m.If(lead > frac + mb):
             m.d.comb += exp.eq(lead - frac - mb)
         rshift = Signal(range(len(x) + frac + 1))
         m.d.comb += rshift.eq(exp + frac)
-        x, sign, exp, rshift = cut("lead", x=x, sign=sign, exp=exp, rshift=rshift)
+        x, sign, exp, rshift, tz, nonzero = cut("lead", x=x, sign=sign, exp=exp, rshift=rshift,
+                                                tz=tz, nonzero=nonzero)
 
         # Significand q = floor(X >> rshift) with round (half) and sticky bits: shifting 2X by
         # rshift leaves the half bit as bit 0; the sticky bits are those of 2X below rshift.
@@ -193,11 +222,7 @@ class AFRequantCore(wiring.Component):
         m.d.comb += x2.eq(Cat(Const(0, 1), x))
         shifted = Signal(len(x2))
         m.d.comb += shifted.eq(x2 >> rshift)
-        # Ones below bit rshift, as a thermometer code (smaller after synthesis than a shifted
-        # constant, and no wide intermediate).
-        mask = Signal(len(x2))
-        m.d.comb += mask.eq(Cat(rshift > i for i in range(len(x2))))
-        sticky = (x2 & mask) != 0
+        sticky = nonzero & (tz + 1 < rshift)
         # Binade 0 below 2^M + 1: nearer of 0 and 2^M + 1; the midpoint ties to zero.
         # 2V compared with 2^M + 1: twice = floor(2V), dropped = any bit below.
         twice = Signal(len(x) + 1)

@@ -7,7 +7,7 @@ from amaranth.back import verilog
 from amaranth.hdl import Fragment, Module, Signal
 from amaranth.sim import Simulator
 
-from hw.af_requant import MAX_STAGES, AFRequantCore, leading_one
+from hw.af_requant import MAX_STAGES, AFRequantCore, leading_one, trailing_zeros
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import blocks
 from hw.selfcheck import run_comb, run_pipelined
@@ -125,6 +125,26 @@ def test_leading_one_every_value_of_small_widths():
             for v in range(1 << width):
                 ctx.set(value, v)
                 assert ctx.get(idx) == max(v.bit_length() - 1, 0), (width, v)
+
+        sim = Simulator(m)
+        sim.add_testbench(bench)
+        sim.run()
+
+
+def test_trailing_zeros_every_value_of_small_widths():
+    # Index of the lowest set bit; 0 maps to the padded width minus one (documented).
+    for width in range(1, 11):
+        m = Module()
+        value = Signal(width)
+        idx = trailing_zeros(m, value, "tz")
+        assert len(idx) == max(1, (width - 1).bit_length())
+        padded = 1 << len(idx)
+
+        async def bench(ctx, value=value, idx=idx, width=width, padded=padded):
+            for v in range(1 << width):
+                ctx.set(value, v)
+                want = (v & -v).bit_length() - 1 if v else padded - 1
+                assert ctx.get(idx) == want, (width, v)
 
         sim = Simulator(m)
         sim.add_testbench(bench)
