@@ -198,21 +198,31 @@ class AFRequantCore(wiring.Component):
         m.d.comb += unpre.eq(self._shift_max - self.shift)
         x = Signal(self._in_width + span)
         m.d.comb += x.eq(Cat(Const(0, span), mag) >> unpre)
-        x, sign = cut("pre", x=x, sign=sign)
+        # X = |value| << d exactly (d = shift - base >= 0), so its leading one and its trailing
+        # zeros are those of |value| plus d: the two trees run here on the narrow |value|,
+        # beside the pre-shift, and leave only small additions to the next stage.
+        d = Signal(range(span + 1))
+        m.d.comb += d.eq(self.shift - base)
+        lead_v = leading_one(m, mag, "lead_v")
+        tz_v = trailing_zeros(m, mag, "tz_v")
+        nonzero = mag != 0
+        x, sign, d, lead_v, tz_v, nonzero = cut("pre", x=x, sign=sign, d=d, lead_v=lead_v,
+                                                tz_v=tz_v, nonzero=nonzero)
 
-        lead = leading_one(m, x, "lead")
-        # The sticky bit below needs "any one of 2X below bit rshift", i.e. X != 0 and
-        # tz(X) + 1 < rshift; the trailing-zero count is found here, beside the leading one, so
-        # that the next stage compares two small numbers instead of masking and OR-ing 2X
-        # (that mask was the slowest path of the requantizer on the ECP5).
-        tz = trailing_zeros(m, x, "tz")
-        nonzero = x != 0
-        # exp = max(0, floor(log2 V) - M) with floor(log2 V) = lead - F.
+        # floor(log2 V) = lead - F with lead = lead_v + d (X's leading one, X != 0);
+        # exp = max(0, floor(log2 V) - M), and 0 for V = 0.
+        lead = Signal(range(len(x)))
+        m.d.comb += lead.eq(lead_v + d)
         exp = Signal(range(len(x) + 1))
-        with m.If(lead > frac + mb):
+        with m.If(nonzero & (lead > frac + mb)):
             m.d.comb += exp.eq(lead - frac - mb)
         rshift = Signal(range(len(x) + frac + 1))
         m.d.comb += rshift.eq(exp + frac)
+        # The sticky bit below needs "any one of 2X below bit rshift", i.e. X != 0 and
+        # tz(X) + 1 < rshift: a comparison of two small numbers instead of masking and OR-ing
+        # 2X (that mask was the slowest path of the requantizer on the ECP5).
+        tz = Signal(range(len(x) + 1))
+        m.d.comb += tz.eq(tz_v + d)
         x, sign, exp, rshift, tz, nonzero = cut("lead", x=x, sign=sign, exp=exp, rshift=rshift,
                                                 tz=tz, nonzero=nonzero)
 
