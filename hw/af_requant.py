@@ -8,7 +8,10 @@ accumulator that is ``bias_a + bias_b - bias_out + offset - M``.
 How: ``|value|`` is first shifted left by ``shift - min(shift_min, 0)`` into a fixed-point
 number ``X`` with ``F = -min(shift_min, 0)`` fractional bits; from its leading one the binade
 ``exp`` follows, then one right shift by ``exp + F`` gives the significand with its round and
-sticky bits. No intermediate is wider than ``2X``.
+sticky bits. No intermediate is wider than ``2X``. The leading one and the trailing zeros are
+found on the narrow ``|value|``, beside the pre-shift (``X``'s are those plus the shift), and the
+sticky bit is the comparison ``tz(X) + 1 < rshift`` rather than a mask over ``2X``: the ECP5's
+slowest requantizer paths ran through the leading-one tree and that mask (docs/flows.md).
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
