@@ -669,7 +669,9 @@ class MatrixEngine(wiring.Component):
             m.d.sync += dsum[j].eq(Mux(relu & (total < 0), 0, total))
         lo, hi = cfg.requant_shift_range
         shift = Signal(signed(max(abs(lo), abs(hi)).bit_length() + 2))
-        m.d.comb += shift.eq(bx + bw - bo + (fmt.offset - fmt.man_bits))
+        # Registered: the biases are loaded with the command, long before the first drain, and
+        # the sum is then not on the path into the n requantizers' pre-shifts (ECP5, n = 8).
+        m.d.sync += shift.eq(bx + bw - bo + (fmt.offset - fmt.man_bits))
         for j in range(n):
             rq = AFRequantCore(fmt=fmt, in_width=accw + 1, shift_min=lo, shift_max=hi,
                                stages=REQUANT_STAGES)
