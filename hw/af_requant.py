@@ -25,21 +25,22 @@ from hw.registry import register_block
 __all__ = ["AFRequantCore", "DEFAULT_STAGES", "MAX_STAGES", "leading_one", "trailing_zeros"]
 
 
-def leading_one(m, value, name):
-    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0), as a Signal.
-
-    A binary tree (log2 levels of 2:1 multiplexers), not a priority chain as long as ``value``.
-    """
+def _bit_index(m, value, name, *, lowest):
+    """Index of the most (``lowest=False``) or least (``lowest=True``) significant set bit of
+    ``value``, as a Signal: a binary tree of log2 levels of 2:1 multiplexers over ``value``
+    padded with zeros to a power of two."""
     idx = Signal(range(max(len(value), 2)), name=name)
     width = 1 << len(idx)
 
     def tree(v):
-        # (any bit set, index of the leading one) of a power-of-two-wide v.
+        # (any bit set, index of the wanted one) of a power-of-two-wide v.
         if len(v) == 2:
-            return v.any(), v[1]
+            return v.any(), (~v[0] if lowest else v[1])
         half = len(v) // 2
         any_lo, idx_lo = tree(v[:half])
         any_hi, idx_hi = tree(v[half:])
+        if lowest:
+            return any_lo | any_hi, Cat(Mux(any_lo, idx_lo, idx_hi), ~any_lo)
         return any_lo | any_hi, Cat(Mux(any_hi, idx_hi, idx_lo), any_hi)
 
     _, found = tree(Cat(value, Const(0, width - len(value))))
@@ -47,26 +48,20 @@ def leading_one(m, value, name):
     return idx
 
 
+def leading_one(m, value, name):
+    """Index of the most significant set bit of ``value`` (0 when ``value`` is 0), as a Signal.
+
+    A binary tree (log2 levels of 2:1 multiplexers), not a priority chain as long as ``value``.
+    """
+    return _bit_index(m, value, name, lowest=False)
+
+
 def trailing_zeros(m, value, name):
     """Index of the least significant set bit of ``value``, as a Signal; for 0 it is
     ``2^k - 1``, ``2^k`` being ``len(value)`` rounded up to a power of two (test ``value != 0``
     where that matters). The same binary tree as :func:`leading_one`, from the other end.
     """
-    idx = Signal(range(max(len(value), 2)), name=name)
-    width = 1 << len(idx)
-
-    def tree(v):
-        # (any bit set, index of the lowest one) of a power-of-two-wide v.
-        if len(v) == 2:
-            return v.any(), ~v[0]
-        half = len(v) // 2
-        any_lo, idx_lo = tree(v[:half])
-        any_hi, idx_hi = tree(v[half:])
-        return any_lo | any_hi, Cat(Mux(any_lo, idx_lo, idx_hi), ~any_lo)
-
-    _, found = tree(Cat(value, Const(0, width - len(value))))
-    m.d.comb += idx.eq(found)
-    return idx
+    return _bit_index(m, value, name, lowest=True)
 
 
 # Where the pipeline registers go for each ``stages``. The cuts, in data-flow order: "pre" after
