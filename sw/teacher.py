@@ -46,11 +46,14 @@ class Teacher(nn.Module):
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask,
                             token_type_ids=token_type_ids).last_hidden_state
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None):
-        h = self.states(input_ids, attention_mask, token_type_ids)
+    def head(self, h, attention_mask):
+        """Logits from last-layer states ``h``: mean over real tokens, dropout, classifier."""
         m = attention_mask.unsqueeze(-1).to(h.dtype)
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         return self.classifier(self.dropout(pooled))
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None):
+        return self.head(self.states(input_ids, attention_mask, token_type_ids), attention_mask)
 
 
 def _encode(tok, examples):
@@ -85,11 +88,13 @@ def predict_logits(model, batch, *, batch_size=256, progress=None):
 
 
 @torch.no_grad()
-def predict_states(model, batch, *, batch_size=256, progress=None):
+def predict_states(model, batch, *, batch_size=256, progress=None, with_logits=False):
     """The teacher's last-layer token states on a tokenized batch, packed without padding:
     ``(states, offsets)``, where example ``i``'s tokens (the first ``offsets[i + 1] -
     offsets[i]`` positions, its attention mask) are ``states[offsets[i]:offsets[i + 1]]``,
-    stored as float16 (halves the cache; the student's target needs no more precision)."""
+    stored as float16 (halves the cache; the student's target needs no more precision).
+    ``with_logits=True`` returns ``(states, offsets, logits)`` from the same pass, the logits
+    identical to :func:`predict_logits`' (same batches, computed from the float32 states)."""
     model.eval()
     lengths = batch.attention_mask.sum(1)
     pos = torch.arange(batch.attention_mask.shape[1])
@@ -97,20 +102,26 @@ def predict_states(model, batch, *, batch_size=256, progress=None):
         raise ValueError("predict_states needs right-padded batches (attention mask a prefix)")
     offsets = torch.zeros(len(batch) + 1, dtype=torch.int64)
     offsets[1:] = lengths.cumsum(0)
-    states = None
+    states = logits = None
     order = torch.argsort(lengths)
     for s in range(0, len(batch), batch_size):
         idx = order[s:s + batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
                                  batch.token_type_ids[idx])
-        h = model.states(ids, mask, types).half()
+        h32 = model.states(ids, mask, types)
+        h = h32.half()
         if states is None:
             states = torch.empty(int(offsets[-1]), h.shape[-1], dtype=torch.float16)
         for j, i in enumerate(idx.tolist()):
             states[offsets[i]:offsets[i + 1]] = h[j, :offsets[i + 1] - offsets[i]]
+        if with_logits:
+            z = model.head(h32, mask).float()
+            if logits is None:
+                logits = torch.empty(len(batch), z.shape[1])
+            logits[idx] = z
         if progress is not None:
             progress.update(len(idx))
-    return states, offsets
+    return (states, offsets, logits) if with_logits else (states, offsets)
 
 
 def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
@@ -318,13 +329,15 @@ def load_teacher(out_dir, model_dir=None):
 
 
 def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=0, concat=0.0,
-                    progress=True, log=print):
+                    states=False, progress=True, log=print):
     """Augment ``train`` (:func:`sw.augment.augment`, ``copies`` per example) and cache the
     fine-tuned teacher's logits on the new sentences: ``augment.tsv`` (GLUE format, the label
     column holds the teacher's prediction) and ``augment_logits.safetensors`` (``logits``,
     ``source``: the index of each sentence's training example; ``partner``: the example
-    appended to it, with probability ``concat``, or -1). Removes a stale states cache of the
-    previous augmentations."""
+    appended to it, with probability ``concat``, or -1). With ``states=True`` the same teacher
+    pass also writes their token states (``augment_states.safetensors``, as
+    :func:`cache_states`); otherwise a stale states cache of the previous augmentations is
+    removed."""
     from tqdm import tqdm
 
     from sw.augment import augment, neighbour_table
@@ -336,9 +349,13 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
     log(f"augmented {len(train)} training examples into {len(examples)} new ones")
     model = load_teacher(out_dir, model_dir)
     batch, _ = _encode(WordPiece(model_dir, max_len=max_len), examples)
-    bar = tqdm(total=len(examples), desc="teacher logits (augmented)", mininterval=10,
+    what = "logits and states" if states else "logits"
+    bar = tqdm(total=len(examples), desc=f"teacher {what} (augmented)", mininterval=10,
                disable=not progress)
-    logits = predict_logits(model, batch, progress=bar)
+    if states:
+        h, offsets, logits = predict_states(model, batch, progress=bar, with_logits=True)
+    else:
+        logits = predict_logits(model, batch, progress=bar)
     bar.close()
     preds = logits.argmax(1).tolist()
     pair = examples[0].text_b is not None
@@ -350,8 +367,11 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
                "partner": torch.tensor(partner, dtype=torch.int64)},
               out_dir / "augment_logits.safetensors",
               metadata={"copies": str(copies), "concat": str(concat)})
-    (out_dir / "augment_states.safetensors").unlink(missing_ok=True)
+    states_path = out_dir / "augment_states.safetensors"
+    states_path.unlink(missing_ok=True)
     log(f"cached teacher logits for {len(examples)} augmented examples")
+    if states:
+        _save_states(states_path, h, offsets, max_len, len(examples), "augment", log)
     return len(examples)
 
 
@@ -414,12 +434,15 @@ def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, l
                    disable=not progress)
         states, offsets = predict_states(model, batch, progress=bar)
         bar.close()
-        save_file({"states": states, "offsets": offsets}, path,
-                  metadata={"max_len": str(max_len)})
-        log(f"cached teacher token states for {len(examples)} {name} examples "
-            f"({states.shape[0]} tokens x {states.shape[1]})")
+        _save_states(path, states, offsets, max_len, len(examples), name, log)
         total += len(examples)
     return total
+
+
+def _save_states(path, states, offsets, max_len, n, name, log):
+    save_file({"states": states, "offsets": offsets}, path, metadata={"max_len": str(max_len)})
+    log(f"cached teacher token states for {n} {name} examples "
+        f"({states.shape[0]} tokens x {states.shape[1]})")
 
 
 def cached_states(out_dir, name, n_expected):

@@ -123,6 +123,17 @@ def test_cache_states_covers_train_and_augmented(tiny_bert, tmp_path):
         cached_states(tmp_path, "train", 25)
     with pytest.raises(FileNotFoundError, match="edgebert teacher --states"):
         cached_states(tmp_path / "none", "train", 1)
+    # One teacher pass for logits and states (edgebert teacher --augment K --states) writes
+    # exactly what the two passes above wrote.
+    two_pass = cached_augmented(tmp_path)[1], cached_states(tmp_path, "augment", 48)
+    cache_augmented(tmp_path, train, 2, model_dir=tiny_bert, max_len=8, progress=False,
+                    log=lambda m: None)
+    assert not (tmp_path / "augment_states.safetensors").exists()  # stale cache removed
+    cache_augmented(tmp_path, train, 2, model_dir=tiny_bert, max_len=8, states=True,
+                    progress=False, log=lambda m: None)
+    one_pass = cached_augmented(tmp_path)[1], cached_states(tmp_path, "augment", 48)
+    assert torch.equal(one_pass[0], two_pass[0])
+    assert all(torch.equal(a, b) for a, b in zip(one_pass[1], two_pass[1], strict=True))
 
 
 def test_missing_checkpoint_is_refused(tmp_path):

@@ -123,7 +123,7 @@ def run(args):
     if args.augment:
         n = cache_augmented(args.out, train, args.augment, model_dir=args.model_dir,
                             max_len=args.max_len, seed=args.seed, concat=args.concat,
-                            log=log)
+                            states=args.states, log=log)  # one teacher pass for both
         print(f"{n} augmented examples with teacher logits in {args.out}/augment.tsv")
     if args.states:
         n = cache_states(args.out, train, model_dir=args.model_dir, max_len=args.max_len,
