@@ -33,6 +33,8 @@ class Batch:
     attention_mask: torch.Tensor
     token_type_ids: torch.Tensor
     n_truncated: int
+    # Which rows were truncated (bool, one per row).
+    truncated: torch.Tensor | None = None
 
     def __len__(self):
         return self.input_ids.shape[0]
@@ -119,11 +121,11 @@ class WordPiece:
         ids = torch.full((len(encs), width), self.pad_id, dtype=torch.int64)
         types = torch.zeros((len(encs), width), dtype=torch.int64)
         mask = torch.zeros((len(encs), width), dtype=torch.int64)
-        n_truncated = 0
+        truncated = torch.zeros(len(encs), dtype=torch.bool)
         for r, e in enumerate(encs):
             n = len(e.ids)
             ids[r, :n] = torch.tensor(e.ids)
             types[r, :n] = torch.tensor(e.type_ids)
             mask[r, :n] = 1
-            n_truncated += bool(e.overflowing)
-        return Batch(ids, mask, types, n_truncated)
+            truncated[r] = bool(e.overflowing)
+        return Batch(ids, mask, types, int(truncated.sum()), truncated)

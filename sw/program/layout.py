@@ -1,0 +1,235 @@
+"""Memory images of a weight image ([C3]): what the host loads into the accelerator once.
+
+:func:`lay_out` places every tensor of a weight image in the memories of
+:class:`hw.memmap.MemoryMap`: the token table, position and segment tables in the ReRAM store;
+every weight matrix in the weight memories (masks, packed values, bias) with a descriptor;
+LayerNorm blocks, span masks, the exit threshold and the DVFS table in the aux memory. It
+refuses an image that does not fit, naming the memory and by how much. The result does not
+depend on the sentence; :func:`sw.program.compiler.compile_program` adds the program.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from hw.isa import EMBED_DESC, MATRIX_DESC, SCALAR_BYTES, WORD_BYTES
+from hw.memformats import MASK_BYTES, DvfsBlock, LnBlock, MaskBlock
+from hw.memmap import MemoryMap
+from hw.sfu_math import LN_FRAC
+from sw.golden.layernorm import eps_units
+from sw.golden.softmax import span_mask
+from sw.image import ImageError, WeightImage
+
+__all__ = ["MemoryLayout", "lay_out", "FitError", "MATRIX_ORDER"]
+
+
+class FitError(ValueError):
+    """A model or sentence that does not fit a memory of the accelerator."""
+
+
+def MATRIX_ORDER(layers):
+    """Names of the weight matrices in descriptor order."""
+    return ["emb_proj", "wq", "wk", "wv", "wo", "ff1", "ff2",
+            *(f"{p}.{i}" for i in range(layers) for p in ("pooler", "classifier"))]
+
+
+class _Region:
+    """Bump allocator over one memory, in words; remembers what it placed where."""
+
+    def __init__(self, name, memmap):
+        self.name = name
+        self.word_bytes = memmap.word_bytes(name)
+        self.depth = memmap.depth(name)
+        self.buf = bytearray()
+        self.symbols = {}
+
+    def put(self, symbol, data):
+        """Place ``data`` (bytes) at the next word boundary; returns the word address."""
+        addr = len(self.buf) // self.word_bytes
+        self.buf += bytes(data)
+        self.buf += bytes(-len(self.buf) % self.word_bytes)
+        self.symbols[symbol] = addr
+        return addr
+
+    @property
+    def words(self):
+        return len(self.buf) // self.word_bytes
+
+    def check(self, what="the model"):
+        if self.words > self.depth:
+            raise FitError(
+                f"{what} does not fit the {self.name} memory: it needs {self.words} words of "
+                f"{self.word_bytes} bytes, the memory has {self.depth} (short by "
+                f"{self.words - self.depth} words, {(self.words - self.depth) * self.word_bytes}"
+                f" bytes)")
+
+    def image(self):
+        return np.frombuffer(bytes(self.buf), dtype=np.uint8).copy()
+
+
+@dataclass
+class MemoryLayout:
+    """Memory images (uint8 arrays, the used prefix of each memory) and symbol addresses."""
+
+    memmap: MemoryMap
+    config: dict
+    fmt: object
+    images: dict
+    symbols: dict
+    desc_index: dict
+    biases: dict = field(default_factory=dict)
+    act_bias: dict = field(default_factory=dict)
+    vocab_rows: torch.Tensor | None = None
+    span: list = field(default_factory=list)
+    dvfs_bins: int = 0
+
+    @property
+    def n(self):
+        return self.memmap.n
+
+
+def _mask_word_bytes(masks, n):
+    """Mask words of one matrix: word ``cb*(K/n) + j`` holds the n masks of ``k = j*n + t`` at
+    bits ``t*n`` (the matrix engine's mask buffer)."""
+    blocks, k = masks.shape
+    flat = masks.astype(np.uint64).reshape(blocks * (k // n), n)
+    out = bytearray()
+    nbytes = max(1, n * n // 8)
+    for row in flat.tolist():
+        word = 0
+        for t, m in enumerate(row):
+            word |= int(m) << (t * n)
+        out += word.to_bytes(nbytes, "little")
+    return bytes(out)
+
+
+def _u32(values):
+    return np.asarray(values, dtype="<u4").tobytes()
+
+
+def _scalar_words(values, word_bytes):
+    """One scalar per aux word."""
+    out = bytearray()
+    for v in values:
+        out += int(v).to_bytes(SCALAR_BYTES, "little") + bytes(word_bytes - SCALAR_BYTES)
+    return bytes(out)
+
+
+def _check_model(img, n):
+    c = img.meta.get("student_config")
+    if c is None:
+        raise ImageError("the image has no student configuration (meta.student_config)")
+    if c["act"] != "relu":
+        raise ImageError(f"the accelerator's FFN activation is ReLU; this image's student uses "
+                         f"{c['act']!r}")
+    if c["pooler_act"] != "relu":
+        raise ImageError(f"the accelerator's pooler activation is ReLU; this image's student uses"
+                         f" {c['pooler_act']!r}")
+    head_dim = c["hidden"] // c["heads"]
+    for name, v in (("emb_dim", c["emb_dim"]), ("hidden", c["hidden"]), ("ffn", c["ffn"]),
+                    ("head size", head_dim)):
+        if v % n:
+            raise ImageError(f"{name} ({v}) must be a multiple of the vector width n = {n}")
+    return c
+
+
+def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
+    """Place a weight image in the accelerator's memories (see the module docstring)."""
+    n = img.hw.n
+    if memmap is None:
+        memmap = MemoryMap(n=n)
+    if memmap.n != n:
+        raise ImageError(f"the image was built for vector width n = {n}; this accelerator has "
+                         f"n = {memmap.n}")
+    c = _check_model(img, n)
+    fmt = img.hw.fmt
+    regions = {m: _Region(m, memmap) for m in ("reram", "desc", "wmask", "wval", "wbias", "aux")}
+    desc_index = {}
+    descs = regions["desc"]
+
+    # Weight memories and matrix descriptors.
+    for name in MATRIX_ORDER(c["layers"]):
+        shp = img.meta["linears"][name]
+        masks = img[f"{name}.masks"].array
+        values = img[f"{name}.values"].array
+        bias = img[f"{name}.bias"].array
+        k, cols = shp["in"], shp["cols"]
+        if k % n or cols % n:
+            raise ImageError(f"matrix {name} is {k} x {cols}; both must be multiples of n = {n}")
+        entry = MATRIX_DESC.pack({
+            "mask_base": regions["wmask"].put(name, _mask_word_bytes(masks, n)),
+            "value_base": regions["wval"].put(name, values.tobytes()),
+            "bias_base": regions["wbias"].put(name, bias.tobytes()),
+            "k": k // n, "cols": cols // n, "nnz": int(values.size)})
+        desc_index[name] = descs.put(name, entry.to_bytes(WORD_BYTES, "little"))
+
+    # ReRAM: token table (row pointers, masks, values), position and segment tables.
+    rr = regions["reram"]
+    mdt = {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[max(1, -(-n // 8))]
+    parts = {
+        "rowptr_base": rr.put("word.rowptr", _u32(img["word.rowptr"].array)),
+        "mask_base": rr.put("word.masks", img["word.masks"].array.astype(mdt).tobytes()),
+        "value_base": rr.put("word.values", img["word.values"].array.tobytes()),
+        "pos_base": rr.put("pos", img["pos"].array.tobytes()),
+        "seg_base": rr.put("seg", img["seg"].array.tobytes())}
+    wb = rr.word_bytes
+    entry = EMBED_DESC.pack({k: v * wb for k, v in parts.items()})
+    desc_index["embed"] = descs.put("embed", entry.to_bytes(WORD_BYTES, "little"))
+
+    # Aux: LayerNorm blocks, span masks, threshold, DVFS table.
+    aux = regions["aux"]
+    awb = aux.word_bytes
+    for name, cols in (("emb_ln", c["emb_dim"]), ("ln1", c["hidden"]), ("ln2", c["hidden"])):
+        blk = LnBlock(cols, fmt.bias_max + 1, awb)
+        data = bytearray(blk.words * awb)
+        g, b = img[f"{name}.weight"].array, img[f"{name}.bias"].array
+        data[blk.gamma:blk.gamma + cols] = g.tobytes()
+        data[blk.beta:blk.beta + cols] = b.tobytes()
+        eps = [eps_units(c["ln_eps"], bi, fmt) for bi in range(fmt.bias_max + 1)]
+        data[blk.eps:] = _scalar_words(eps, awb)
+        aux.put(name, data)
+    z = (torch.from_numpy(img["span_frac"].array.astype(np.float64)) * c["max_len"]).clamp(
+        -c["span_ramp"], c["max_len"])
+    spans = []
+    for h in range(c["heads"]):
+        m = span_mask(float(z[h]), c["span_ramp"], c["max_len"])
+        spans.append(int((m > 0).sum()))
+        blk = MaskBlock(c["max_len"], awb)
+        data = bytearray(blk.words * awb)
+        data[:c["max_len"] * MASK_BYTES] = m.numpy().astype("<u2").tobytes()
+        aux.put(f"mask.{h}", data)
+    if img.meta.get("fixed_frac_bits") != LN_FRAC:
+        raise ImageError(f"the image stores thresholds with {img.meta.get('fixed_frac_bits')} "
+                         f"fractional bits; the entropy unit uses {LN_FRAC}")
+    aux.put("threshold", _scalar_words(img["exit.threshold"].array[:1], awb))
+    edges = img["predictor.edges"].array[1:-1]
+    layers = img["predictor.layers"].array
+    codes = np.asarray(img["dvfs.codes"].array).reshape(len(layers), 2)
+    blk = DvfsBlock(len(layers), awb)
+    data = bytearray(blk.words * awb)
+    data[:blk.layers] = _scalar_words(edges, awb)
+    data[blk.layers:blk.layers + len(layers)] = layers.astype(np.uint8).tobytes()
+    data[blk.vcodes:blk.vcodes + len(layers)] = codes[:, 0].astype(np.uint8).tobytes()
+    data[blk.fcodes:blk.fcodes + len(layers)] = codes[:, 1].astype(np.uint8).tobytes()
+    aux.put("dvfs", data)
+    aux.put("tokens", bytes(c["max_len"] * awb))
+
+    for r in regions.values():
+        r.check()
+    sites = img.meta["act_sites"]
+    act = img["act_bias"].array.reshape(len(sites), c["layers"])
+    act_bias = {s: [int(v) for v in act[i]] for i, s in enumerate(sites)}
+    act_bias.update({s: int(v) for s, v in zip(img.meta["emb_sites"], img["emb_act_bias"].array,
+                                                strict=True)})
+    biases = {name: t.bias for name, t in img.tensors.items() if t.bias is not None}
+    ids = torch.from_numpy(img["vocab.ids"].array.astype(np.int64))
+    unk_row = int((ids == c["unk_id"]).nonzero()[0, 0])
+    vrows = torch.full((c["tokenizer_vocab"],), unk_row, dtype=torch.int64)
+    vrows[ids] = torch.arange(len(ids))
+    return MemoryLayout(
+        memmap=memmap, config=c, fmt=fmt,
+        images={m: r.image() for m, r in regions.items()},
+        symbols={m: dict(r.symbols) for m, r in regions.items()},
+        desc_index=desc_index, biases=biases, act_bias=act_bias, vocab_rows=vrows,
+        span=spans, dvfs_bins=len(layers))
