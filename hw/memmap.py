@@ -35,7 +35,8 @@ MEMORIES = ("reram", "desc", "wmask", "wval", "wbias", "act", "aux", "prog")
 
 @dataclass(frozen=True)
 class MemoryMap:
-    """Depths (in words) of the accelerator's memories for vector width ``n``.
+    """Depths (in words) of the accelerator's memories for vector width ``n``, and the ReRAM
+    read latency (cycles from address to data).
 
     The defaults hold the committed default image (n = 16) and a 64-token sentence.
     """
@@ -50,9 +51,12 @@ class MemoryMap:
     act_words: int = 1024
     aux_words: int = 1024
     prog_words: int = 512
+    reram_latency: int = 2
 
     def __post_init__(self):
         for f in fields(self):
+            if f.name == "reram_latency":
+                continue
             v = getattr(self, f.name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"memory map {f.name} must be a positive integer, not {v!r}")
@@ -61,6 +65,9 @@ class MemoryMap:
         if self.reram_bytes % self.reram_word_bytes:
             raise ValueError(f"reram_bytes ({self.reram_bytes}) must be a multiple of "
                              f"reram_word_bytes ({self.reram_word_bytes})")
+        if not isinstance(self.reram_latency, int) or not 0 <= self.reram_latency <= 64:
+            raise ValueError(f"reram_latency must be an integer in 0..64, not "
+                             f"{self.reram_latency!r}")
         if self.act_words > 1 << 16 or self.aux_words > 1 << 16:
             raise ValueError("act_words and aux_words must be at most 65536 (16-bit addresses)")
 
@@ -89,6 +96,9 @@ class MemoryMap:
     def table(self):
         """``[(memory, word bytes, depth, bytes)]`` for reports."""
         return [(m, self.word_bytes(m), self.depth(m), self.size_bytes(m)) for m in MEMORIES]
+
+    def memory_fields(self):
+        return [f.name for f in fields(self)]
 
 
 DEFAULT_MEMMAP = MemoryMap()

@@ -1,0 +1,140 @@
+"""Cycle and action model of a whole program ([P1], [P2]): what every command costs.
+
+Each command costs :data:`hw.timing.FETCH_CYCLES` plus its unit's cycles, from the unit models
+that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:`sw.perf.sfu`):
+
+* MATMUL: the engine run on the matrix's masks (zero vectors skipped); MATMUL_ACT: the same on
+  a dense ``k x cols`` matrix (activations are fed dense: every vector is issued);
+* SOFTMAX, LAYERNORM: ``rows`` row periods (rows stream back to back); ENTROPY: one row of
+  ``ceil(classes / n)`` beats; ADD: one stream of ``rows * cols / n`` beats;
+* EMBED: per row, the row pointer then ``E / n`` beats (:data:`hw.timing.EMBED_ROW_OVERHEAD`),
+  plus the ReRAM latency once; DVFS: :data:`hw.timing.DVFS_CYCLES`.
+
+Alongside the cycles it counts the actions an energy model prices (:class:`Cost`): MACs
+issued, SFU elements, and bytes read and written per memory (activations as n-code bank words;
+weights as the words the engine streams).
+"""
+
+from dataclasses import dataclass, field
+
+import torch
+
+from hw.isa import Op, decode_program
+from hw.timing import DVFS_CYCLES, EMBED_ROW_OVERHEAD, END_CYCLES, FETCH_CYCLES
+from sw.perf.matmul import dense_masks, matmul_cycles
+from sw.perf.sfu import entropy_cycles, layernorm_cycles, residual_cycles, softmax_cycles
+
+__all__ = ["Cost", "command_cost", "program_costs", "summarize", "UNITS"]
+
+UNITS = ("matmul", "softmax", "layernorm", "add", "entropy", "embed", "dvfs", "sequencer")
+
+
+@dataclass
+class Cost:
+    """Cycles and actions of one command."""
+
+    unit: str
+    cycles: int                 # fetch included
+    macs: int = 0               # dense-equivalent multiply-accumulates (rows * K * cols)
+    mac_cycles: int = 0         # cycles the n x n array issued a weight vector
+    issued_macs: int = 0        # MACs performed: mac_cycles * n * n
+    skipped: int = 0            # all-zero weight vectors skipped (per row tile)
+    stall: int = 0              # cycles a tile waited for the drain
+    sfu_elements: int = 0       # elements through a special-function unit
+    reads: dict = field(default_factory=dict)    # memory -> bytes
+    writes: dict = field(default_factory=dict)   # memory -> bytes
+
+    @property
+    def unit_cycles(self):
+        return self.cycles - FETCH_CYCLES
+
+
+def command_cost(cmd, executor, token_rows=None):
+    """:class:`Cost` of one decoded command; ``executor`` (a
+    :class:`~sw.program.executor.GoldenExecutor`) gives the memories (weight masks, the
+    embedding table). ``token_rows`` (the sentence's token-table rows) makes EMBED's ReRAM
+    bytes exact; without it the table's average row is used."""
+    n = executor.n
+    fetch = {"prog": 16}
+    if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
+        if cmd.op is Op.MATMUL:
+            d = executor.matrix(cmd.desc)
+            masks, k, cols, nnz = d["masks"], d["K"], d["C"], d["nnz"]
+            w_reads = {"wmask": (cmd.rows) * (cols // n) * (k // n) * max(1, n * n // 8),
+                       "wval": cmd.rows * -(-nnz // n) * n, "wbias": cmd.rows * cols}
+        else:
+            k, cols = cmd.k * n, cmd.cols * n
+            masks, nnz = dense_masks(k, cols, n), k * cols
+            w_reads = {"act": cmd.rows * (cols // n) * k * n}
+        rows = cmd.rows * n
+        mc = matmul_cycles(masks, rows, n)
+        reads = {"act": cmd.rows * (cols // n) * (k // n) * n * n, **fetch}
+        for mem, b in w_reads.items():
+            reads[mem] = reads.get(mem, 0) + b
+        return Cost("matmul", FETCH_CYCLES + mc.total, macs=mc.macs, mac_cycles=mc.mac,
+                    issued_macs=mc.mac * n * n, skipped=mc.skipped, stall=mc.stall,
+                    reads=reads, writes={"act": rows * cols})
+    if cmd.op is Op.SOFTMAX:
+        rows, cols = cmd.rows * n, cmd.cols * n
+        return Cost("softmax", FETCH_CYCLES + rows * softmax_cycles(cmd.cols, n),
+                    sfu_elements=rows * cols,
+                    reads={"act": rows * cols, "aux": 2 * cols, **fetch},
+                    writes={"act": rows * cols})
+    if cmd.op is Op.LAYERNORM:
+        rows, cols = cmd.rows * n, cmd.cols * n
+        return Cost("layernorm", FETCH_CYCLES + rows * layernorm_cycles(cmd.cols),
+                    sfu_elements=rows * cols,
+                    reads={"act": 2 * rows * cols, "aux": rows * 2 * cols + 4, **fetch},
+                    writes={"act": rows * cols})
+    if cmd.op is Op.ADD:
+        rows, cols = cmd.rows * n, cmd.cols * n
+        return Cost("add", FETCH_CYCLES + residual_cycles(cmd.rows * n * cmd.cols),
+                    sfu_elements=rows * cols, reads={"act": 2 * rows * cols, **fetch},
+                    writes={"act": rows * cols})
+    if cmd.op is Op.ENTROPY:
+        beats = -(-cmd.classes // n)
+        return Cost("entropy", FETCH_CYCLES + entropy_cycles(beats, n),
+                    sfu_elements=cmd.classes, reads={"act": beats * n, "aux": 4, **fetch})
+    if cmd.op is Op.EMBED:
+        rows, cols = cmd.rows * n, cmd.cols * n
+        table, _, _ = executor.embed_tables(cmd.desc)
+        nnz_rows = (table != 0).sum(1)
+        if token_rows is None:
+            nnz = float(nnz_rows.double().mean()) * cmd.tokens
+        else:
+            nnz = int(nnz_rows[torch.as_tensor(token_rows)].sum())
+        mask_bytes = max(1, -(-n // 8))
+        reram = int(round(cmd.tokens * (4 + (cols // n) * mask_bytes + 2 * cols) + nnz))
+        cycles = rows * (cmd.cols + EMBED_ROW_OVERHEAD) + executor.mm.reram_latency
+        return Cost("embed", FETCH_CYCLES + cycles, sfu_elements=rows * cols,
+                    reads={"reram": reram, "aux": 4 * cmd.tokens, **fetch},
+                    writes={"act": rows * cols})
+    if cmd.op is Op.DVFS:
+        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES, reads={"aux": 4 * (cmd.bins + 2), **fetch})
+    return Cost("sequencer", FETCH_CYCLES + END_CYCLES, reads=dict(fetch))
+
+
+def program_costs(program_bytes, executor, token_rows=None):
+    """:class:`Cost` of every command of a program (in program order)."""
+    return [command_cost(c, executor, token_rows) for c in decode_program(bytes(program_bytes))]
+
+
+def summarize(costs, executed=None):
+    """Totals over the commands (only the ``executed`` indices if given): cycles, cycles per
+    unit, the matrix engine's computing share, MACs and bytes per memory."""
+    idx = range(len(costs)) if executed is None else executed
+    out = {"cycles": 0, "unit_cycles": dict.fromkeys(UNITS, 0), "mac_cycles": 0, "macs": 0,
+           "issued_macs": 0, "sfu_elements": 0, "reads": {}, "writes": {}, "commands": 0}
+    for i in idx:
+        c = costs[i]
+        out["commands"] += 1
+        out["cycles"] += c.cycles
+        out["unit_cycles"][c.unit] += c.unit_cycles
+        out["unit_cycles"]["sequencer"] += FETCH_CYCLES
+        for k in ("mac_cycles", "macs", "issued_macs", "sfu_elements"):
+            out[k] += getattr(c, k)
+        for k in ("reads", "writes"):
+            for mem, b in getattr(c, k).items():
+                out[k][mem] = out[k].get(mem, 0) + b
+    out["mac_share"] = out["mac_cycles"] / out["cycles"] if out["cycles"] else 0.0
+    return out
