@@ -97,8 +97,9 @@ class MemoryMap:
         """``[(memory, word bytes, depth, bytes)]`` for reports."""
         return [(m, self.word_bytes(m), self.depth(m), self.size_bytes(m)) for m in MEMORIES]
 
-    def memory_fields(self):
-        return [f.name for f in fields(self)]
+    @staticmethod
+    def table_names():
+        return MEMORIES
 
 
 DEFAULT_MEMMAP = MemoryMap()

@@ -82,6 +82,10 @@ class WordPiece:
     def vocab_size(self):
         return self._tok.get_vocab_size()
 
+    def id_to_tokens(self, ids):
+        """The vocabulary strings of token ids."""
+        return [self._tok.id_to_token(int(i)) for i in ids]
+
     def tokens(self, text):
         """WordPiece tokens of one text, without special tokens (for inspection)."""
         return self._tok.encode(text, add_special_tokens=False).tokens

@@ -192,7 +192,11 @@ class GoldenExecutor:
             executed=[[] for _ in range(B)])
         last_layer = torch.zeros(B, dtype=torch.int64)
         for pc, cmd in enumerate(cmds):
-            if cmd.op is Op.END or len(alive) == 0:
+            if len(alive) == 0:
+                break
+            if cmd.op is Op.END:
+                for s in alive.tolist():
+                    res.executed[s].append(pc)
                 break
             desc = self.matrix(cmd.desc) if cmd.op is Op.MATMUL else None
             check_command(pc, cmd, self.mm, self.fmt, desc)
