@@ -336,3 +336,16 @@ def test_golden_vs_float_default_image():
     assert within[0] >= LAYER1_WITHIN, within
     assert max(rel) < REL_RMS, rel
     assert agree >= LABELS_EQUAL, agree
+
+
+def test_tiny_image_is_deterministic_and_exercises_skipping(tiny):
+    from sw.image import image_bytes
+
+    img, lay = tiny
+    again, _ = build_tiny_image()
+    assert image_bytes(again) == image_bytes(img)
+    assert image_bytes(build_tiny_image(1)[0]) != image_bytes(img)
+    assert img.hw.n == 4 and img.model["layers"] == 2 and img.model["vocab_size"] <= 48
+    for name in ("wq", "wk", "wv", "wo", "ff1", "ff2"):
+        masks = img[f"{name}.masks"].array
+        assert 0 < int((masks == 0).sum()) < masks.size, name   # some vectors are skipped
