@@ -197,6 +197,8 @@ class GoldenExecutor:
             if cmd.op is Op.END:
                 for s in alive.tolist():
                     res.executed[s].append(pc)
+                if trace:
+                    res.trace.append(TraceEntry(pc, cmd.op, alive.clone(), {}))
                 break
             desc = self.matrix(cmd.desc) if cmd.op is Op.MATMUL else None
             check_command(pc, cmd, self.mm, self.fmt, desc)

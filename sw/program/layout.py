@@ -17,8 +17,9 @@ from hw.isa import EMBED_DESC, MATRIX_DESC, SCALAR_BYTES, WORD_BYTES
 from hw.memformats import MASK_BYTES, DvfsBlock, LnBlock, MaskBlock
 from hw.memmap import MemoryMap
 from hw.sfu_math import LN_FRAC
+from sw.adaptivfloat import decode
 from sw.golden.layernorm import eps_units
-from sw.golden.softmax import span_mask
+from sw.golden.softmax import MASK_ONE
 from sw.image import ImageError, WeightImage
 
 __all__ = ["MemoryLayout", "lay_out", "FitError", "MATRIX_ORDER"]
@@ -189,11 +190,14 @@ def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
         eps = [eps_units(c["ln_eps"], bi, fmt) for bi in range(fmt.bias_max + 1)]
         data[blk.eps:] = _scalar_words(eps, awb)
         aux.put(name, data)
-    z = (torch.from_numpy(img["span_frac"].array.astype(np.float64)) * c["max_len"]).clamp(
-        -c["span_ramp"], c["max_len"])
+    # The span masks the student was trained with are AdaptivFloat codes (image "span_mask");
+    # the softmax unit takes them in fixed point, rounded to nearest (ties to even).
+    sm = img["span_mask"]
+    mask_fx = torch.round(decode(torch.from_numpy(sm.array.astype(np.int64)), sm.bias, fmt,
+                                 dtype=torch.float64) * MASK_ONE).to(torch.int64)
     spans = []
     for h in range(c["heads"]):
-        m = span_mask(float(z[h]), c["span_ramp"], c["max_len"])
+        m = mask_fx[h]
         spans.append(int((m > 0).sum()))
         blk = MaskBlock(c["max_len"], awb)
         data = bytearray(blk.words * awb)
