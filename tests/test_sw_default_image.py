@@ -34,14 +34,38 @@ def test_default_image_reads_back_identically():
     assert img.meta["metrics"]["dev_accuracy_all_layers"] == recorded["dev"]["accuracy_all_layers"]
 
 
-@pytest.mark.slow
-def test_default_image_reproduces_recorded_dev_accuracy():
+@pytest.fixture(scope="module")
+def dev_float():
+    """The float fake-quant evaluation of the default image on SST-2 dev (computed once)."""
     from sw.commands.evaluate import evaluate_image
 
     img = read_image(IMAGE)
-    res = evaluate_image(img, load_split(sst2_dir(), "dev"))
+    return img, load_split(sst2_dir(), "dev"), evaluate_image(img, load_split(sst2_dir(), "dev"))
+
+
+@pytest.mark.slow
+def test_default_image_reproduces_recorded_dev_accuracy(dev_float):
+    img, _, res = dev_float
     m = img.meta["metrics"]
     assert res["n"] == m["n_dev"] == 872
     assert res["accuracy_all_layers"] == m["dev_accuracy_all_layers"]
     assert res["accuracy_early_exit"] == m["dev_accuracy_early_exit"]
     assert res["avg_layers"] == m["dev_avg_layers"]
+
+
+@pytest.mark.slow
+def test_golden_executor_agrees_with_the_float_student_on_dev(dev_float):
+    """What the chip computes (the golden executor running the compiled program) against the
+    float fake-quant student on the same image, over the whole dev split: accuracies within
+    half a point, predicted labels equal on at least 99 % of the sentences (all layers and with
+    early exit), average exit layer within 0.05."""
+    from sw.program.layout import lay_out
+    from sw.program.run import golden_metrics
+
+    img, dev, res = dev_float
+    g = golden_metrics(lay_out(img), dev)
+    assert abs(g["accuracy_all_layers"] - res["accuracy_all_layers"]) <= 0.005
+    assert abs(g["accuracy_early_exit"] - res["accuracy_early_exit"]) <= 0.005
+    assert (g["labels_all_layers"] == res["labels_all_layers"]).double().mean() >= 0.99
+    assert (g["labels_early_exit"] == res["labels_early_exit"]).double().mean() >= 0.99
+    assert abs(g["avg_layers"] - res["avg_layers"]) <= 0.05
