@@ -9,7 +9,6 @@ from hw.isa import layout_table
 from sw.cli import main
 from sw.image import write_image
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
-
 from tests.test_sw_default_image import ROOT
 
 
