@@ -14,7 +14,8 @@ from hw.memmap import MemoryMap
 
 __all__ = ["ProgramError", "footprint", "check_command"]
 
-# Operands of each opcode: (field prefix, rows field or tiles, cols field or tiles), in tiles.
+# Operands of each opcode: field prefix -> (rows, cols) in tiles, each a command field, a
+# descriptor field ("@name") or a constant.
 _DIMS = {
     Op.EMBED: {"dst": ("rows", "cols")},
     Op.MATMUL: {"x": ("rows", "@k"), "dst": ("rows", "@cols")},
@@ -39,8 +40,9 @@ def _dim(cmd, spec, desc):
 
 
 def footprint(cmd: Command, desc=None):
-    """``{operand: (first word, words)}`` of the activation words each operand touches, as
-    ``{operand: set of words}``; ``desc`` (the decoded matrix descriptor) is needed for MATMUL."""
+    """``{operand: set of activation words}`` that each operand of ``cmd`` touches (``dst`` is
+    the destination); ``desc`` (the decoded matrix descriptor, K and cols in tiles) is needed
+    for MATMUL."""
     out = {}
     for name, (r, c) in _DIMS.get(cmd.op, {}).items():
         rows, cols = _dim(cmd, r, desc), _dim(cmd, c, desc)
