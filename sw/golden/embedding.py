@@ -16,11 +16,15 @@ from sw.golden.af import requantize_scaled, to_fixed
 __all__ = ["gather_rows", "embedding_sum"]
 
 
-def gather_rows(rowptr, masks, values, n):
+def gather_rows(rowptr, masks, values, n, *, wrap=False):
     """Dense ``(V, E)`` codes of every row of a bitmask-packed table, each row read from its own
     ``rowptr`` entry (as the embedding unit gathers it).
 
-    ``rowptr`` (V,), ``masks`` (V * E / n,) and ``values`` (nnz,) are integer tensors.
+    ``rowptr`` (V,), ``masks`` (V * E / n,) and ``values`` (nnz,) are integer tensors. A value
+    index past the end of ``values`` is an error, unless ``wrap``: then ``values`` is the whole
+    memory seen from the table's value base and the index wraps around it, as the ReRAM address
+    counter of the embedding unit does (a faulty row pointer or mask reads other bytes of the
+    store, never out of it).
     """
     rowptr = rowptr.to(torch.int64)
     masks = masks.to(torch.int64)
@@ -33,7 +37,9 @@ def gather_rows(rowptr, masks, values, n):
     counts = bits.sum(-1)
     starts = rowptr[:, None] + counts.cumsum(1) - counts          # first value of each vector
     idx = starts.unsqueeze(-1) + bits.cumsum(-1) - bits           # rank of each set bit
-    if bits.any() and int(idx[bits.bool()].max()) >= values.numel():
+    if wrap:
+        idx = idx % values.numel()
+    elif bits.any() and int(idx[bits.bool()].max()) >= values.numel():
         raise ValueError("a row's packed values run past the end of the value array")
     codes = torch.where(bits.bool(), values.to(torch.int64)[idx.clamp(max=values.numel() - 1)],
                         torch.zeros((), dtype=torch.int64))

@@ -133,9 +133,13 @@ class GoldenExecutor:
             rowptr = np.frombuffer(rr[d["rowptr_base"]:d["rowptr_base"] + 4 * v].tobytes(), "<u4")
             masks = np.frombuffer(rr[d["mask_base"]:d["mask_base"] + mb * v * e // n].tobytes(),
                                   {1: "u1", 2: "<u2", 4: "<u4", 8: "<u8"}[mb])
-            values = torch.from_numpy(rr[d["value_base"]:d["pos_base"]].copy())
+            # The unit reads value i at ReRAM byte (value_base + i) mod the store's size (bytes
+            # past the image read as zero): a faulty row pointer or mask never leaves the store.
+            store = np.zeros(self.mm.reram_bytes, dtype=np.uint8)
+            store[:rr.size] = rr
+            values = torch.from_numpy(np.roll(store, -d["value_base"]))
             table = gather_rows(torch.from_numpy(rowptr.astype(np.int64)),
-                                torch.from_numpy(masks.astype(np.int64)), values, n)
+                                torch.from_numpy(masks.astype(np.int64)), values, n, wrap=True)
             pos = torch.from_numpy(rr[d["pos_base"]:d["pos_base"] + c["max_len"] * e].copy())
             seg = torch.from_numpy(rr[d["seg_base"]:d["seg_base"] + c["type_vocab"] * e].copy())
             self._embed = (table, pos.reshape(-1, e), seg.reshape(-1, e))
