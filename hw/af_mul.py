@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
@@ -56,8 +56,7 @@ class AFMulLane(wiring.Component):
         with checked_construction(self):
             if not isinstance(fmt, AFFormat):
                 raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
-            if not isinstance(stages, int) or isinstance(stages, bool):
-                raise TypeError(f"stages must be an integer, not {stages!r}")
+            check_int("stages", stages)
             if stages not in (0, 1):
                 raise ValueError(f"stages must be 0 or 1, not {stages}")
         self._fmt = fmt

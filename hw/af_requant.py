@@ -18,7 +18,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
@@ -120,8 +120,7 @@ class AFRequantCore(wiring.Component):
                 raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
             for name, v in (("in_width", in_width), ("shift_min", shift_min),
                             ("shift_max", shift_max), ("stages", stages)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"{name} must be an integer, not {v!r}")
+                check_int(name, v)
             if not 2 <= in_width <= 128:
                 raise ValueError(f"in_width must be in 2..128, not {in_width}")
             if shift_min > shift_max:

@@ -10,7 +10,7 @@ from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.entropy import H_BITS
 from hw.registry import register_block
 
@@ -57,10 +57,7 @@ class DvfsController(wiring.Component):
         with checked_construction(self):
             for name, v, lo, hi in (("bins", bins, 2, 64), ("vcode_bits", vcode_bits, 1, 16),
                                     ("fcode_bits", fcode_bits, 1, 16)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"{name} must be an integer, not {v!r}")
-                if not lo <= v <= hi:
-                    raise ValueError(f"{name} must be in {lo}..{hi}, not {v}")
+                check_int(name, v, lo=lo, hi=hi, span=True)
         self._bins, self._vbits, self._fbits = bins, vcode_bits, fcode_bits
         super().__init__({
             "h": In(stream.Signature(H_BITS)),

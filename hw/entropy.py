@@ -18,7 +18,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from hw.af_fixed import AFToFixed
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_format, check_lanes
@@ -107,10 +107,7 @@ class EntropyExit(LaneUnit, wiring.Component):
         with checked_construction(self):
             check_format(fmt, fixed)
             check_lanes(n)
-            if not isinstance(max_classes, int) or isinstance(max_classes, bool):
-                raise TypeError(f"max_classes must be an integer, not {max_classes!r}")
-            if not 1 <= max_classes <= 4096:
-                raise ValueError(f"max_classes must be in 1..4096, not {max_classes}")
+            check_int("max_classes", max_classes, lo=1, hi=4096, span=True)
             if fixed.frac_bits - ENT_TERM_SHIFT + RECIP_FRAC - LN_FRAC + EXP_FRAC < 0:
                 raise ValueError(f"fixed must have at least "
                                  f"{ENT_TERM_SHIFT - RECIP_FRAC + LN_FRAC - EXP_FRAC} "

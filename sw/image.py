@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
 
 __all__ = ["MAGIC", "VERSION", "SECTIONS", "FORMATS", "HwParams", "Tensor", "WeightImage",
@@ -271,8 +272,7 @@ def export_hex(img: WeightImage, out_dir, *, word_bytes=16):
     """``$readmemh`` files, one per section (``reram.hex``, ``sram.hex``, ``aux.hex``), with
     ``word_bytes`` bytes per line (little-endian: byte 0 of a word is its lowest byte), and
     ``memory_map.json`` giving every tensor's section, byte address and length."""
-    if not isinstance(word_bytes, int) or word_bytes < 1:
-        raise ValueError(f"word_bytes must be a positive integer, not {word_bytes!r}")
+    check_count("word_bytes", word_bytes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     layout = _layout(img)

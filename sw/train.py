@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
+from hw.checks import check_count
 from sw.adaptivfloat import quantize, weight_bias
 from sw.compress import PruneConfig, Pruner
 from sw.student import ACT_SITES, EMB_SITES, Student, StudentConfig, early_exit, entropy
@@ -79,9 +80,7 @@ class RecipeConfig:
         if self.calib_method not in CALIB_METHODS:
             raise ValueError(f"calib_method must be one of {CALIB_METHODS}, "
                              f"not {self.calib_method!r}")
-        if not isinstance(self.holdout_min_words, int) or self.holdout_min_words < 0:
-            raise ValueError(f"holdout_min_words must be a non-negative integer, not "
-                             f"{self.holdout_min_words!r}")
+        check_count("holdout_min_words", self.holdout_min_words, lo=0)
         if self.hidden_target not in HIDDEN_TARGETS:
             raise ValueError(f"hidden_target must be one of {HIDDEN_TARGETS}, "
                              f"not {self.hidden_target!r}")
@@ -90,13 +89,10 @@ class RecipeConfig:
         if not isinstance(self.teacher_init_layer, int) or self.teacher_init_layer < 0:
             raise ValueError(f"teacher_init_layer must be 0 (off) or a teacher layer (1-based), "
                              f"not {self.teacher_init_layer!r}")
-        if not isinstance(self.augment, int) or self.augment < 0:
-            raise ValueError(f"augment must be a non-negative integer, not {self.augment!r}")
+        check_count("augment", self.augment, lo=0)
         for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every",
                   "teacher_init_examples"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, not {v!r}")
+            check_count(f, getattr(self, f))
         if self.epochs <= 0 or self.ramp_epochs < 0:
             raise ValueError(f"epochs must be > 0 and ramp_epochs >= 0, not {self.epochs!r}, "
                              f"{self.ramp_epochs!r}")
