@@ -11,8 +11,8 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.checks import check_int, checked_construction
-from hw.entropy import H_BITS
 from hw.registry import register_block
+from hw.sfu_tables import H_BITS
 
 __all__ = ["DvfsController", "status_layout"]
 

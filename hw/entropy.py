@@ -23,14 +23,9 @@ from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_format, check_lanes
 from hw.sfu_math import (
-    ENT_TERM_SHIFT,
-    EXP_FRAC,
     EXP_TABLE_CUTS,
     EXP_U_CUTS,
-    LN2,
-    LN_FRAC,
     RECIP_CUTS,
-    RECIP_FRAC,
     exp_neg_table,
     exp_neg_u_abs,
     ln_normalized,
@@ -47,11 +42,10 @@ from hw.sfu_pipe import (
     register_cut,
     tree,
 )
+from hw.sfu_tables import ENT_TERM_SHIFT, EXP_FRAC, H_BITS, LN2, LN_FRAC, RECIP_FRAC
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout", "max_tree_stages"]
 
-# H <= ln(classes) <= ln(4096) < 16: four integer bits.
-H_BITS = LN_FRAC + 4
 # Pipeline stages of the beat's sums: fixed, so their cycles do not depend on n (each stage
 # reduces ceil(log2 n) / 2 levels of adders).
 SUM_TREE_STAGES = 2

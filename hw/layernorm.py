@@ -25,12 +25,12 @@ from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_lanes, check_row
-from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
+from hw.sfu_math import RSQRT_CUTS, rsqrt
 from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
+from hw.sfu_tables import EPS_BITS, LN_Z_FRAC, RSQRT_FRAC
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
-EPS_BITS = 24
 # Pipeline stages of the adder trees that sum a beat in pass 1: fixed, so the cycles per row do
 # not depend on n (each stage adds ceil(log2 n) / 2 levels).
 SUM_TREE_STAGES = 2

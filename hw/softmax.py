@@ -30,12 +30,9 @@ from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
 from hw.sfu_common import LaneUnit, check_format, check_lanes, check_row
 from hw.sfu_math import (
-    EXP_FRAC,
     EXP_TABLE_CUTS,
     EXP_U_CUTS,
     RECIP_CUTS,
-    RECIP_FRAC,
-    SPAN_MASK_FRAC,
     exp_neg_table,
     exp_neg_u_abs,
     reciprocal,
@@ -51,6 +48,7 @@ from hw.sfu_pipe import (
     register_cut,
     tree,
 )
+from hw.sfu_tables import EXP_FRAC, RECIP_FRAC, SPAN_MASK_FRAC
 
 __all__ = ["Softmax"]
 
