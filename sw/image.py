@@ -32,6 +32,7 @@ import numpy as np
 
 from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
+from hw.matmul.config import check_vector_width
 
 __all__ = ["MAGIC", "VERSION", "SECTIONS", "FORMATS", "HwParams", "Tensor", "WeightImage",
            "write_image", "read_image", "image_bytes", "parse_image", "export_hex",
@@ -70,8 +71,8 @@ class HwParams:
     fmt: AFFormat = DEFAULT_AF
 
     def __post_init__(self):
-        if not isinstance(self.n, int) or not 1 <= self.n <= 64:
-            raise ValueError(f"vector width n must be an integer in 1..64, not {self.n!r}")
+        # The same rule as the matrix engine's (MatmulConfig), so an image fits an engine.
+        check_vector_width(self.n, "vector width n")
 
     def describe(self):
         f = self.fmt
