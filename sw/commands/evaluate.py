@@ -26,14 +26,14 @@ def evaluate_image(img, dev_examples):
     from sw.export import model_from_image, vocab_digest
     from sw.student import early_exit
     from sw.tokenizer import WordPiece
-    from sw.train import _encode, evaluate_logits
+    from sw.train import encode_examples, evaluate_logits
 
     if img.meta.get("vocab_sha256") != vocab_digest():
         raise ValueError("the image's token ids refer to another vocabulary than the installed "
                          "all-MiniLM-L6-v2 one (vocab_sha256 differs)")
     model = model_from_image(img)
     tok = WordPiece(max_len=model.config.max_len)
-    batch, labels = _encode(tok, dev_examples)
+    batch, labels = encode_examples(tok, dev_examples)
     logits = evaluate_logits(model, batch)
     preds, layers = early_exit(logits, img.meta["threshold"])
     return {"accuracy_all_layers": float((logits[-1].argmax(-1) == labels).float().mean()),
