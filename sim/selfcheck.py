@@ -48,6 +48,15 @@ def blocks():
             for name, b in hw_blocks().items()}
 
 
+def _compare_beats(unit, where, got, want):
+    """Raise on the first output beat of ``got`` that differs from the golden ``want`` (lists
+    of codes); return the number of codes compared."""
+    for r, (gb, wb) in enumerate(zip(got, want, strict=True)):
+        if list(gb) != wb:
+            raise AssertionError(f"{unit} beat {r}{where}: RTL {list(gb)} != golden {wb}")
+    return sum(len(wb) for wb in want)
+
+
 def check_af_to_fixed(width, frac_bits, **params):
     fmt, fixed = AFFormat(**params), FixedFormat(width=width, frac_bits=frac_bits)
     codes = torch.arange(fmt.code_max + 1).repeat(fmt.bias_max + 1)
@@ -166,11 +175,7 @@ def check_layernorm(n, max_len, **params):
         got = run_stream(dut, beats, len(beats), config={
             "length": max_len // n, "bias_in": 5, "bias_gamma": 4, "bias_beta": 2,
             "bias_out": 6, "eps": eps})
-        for r, (gv, wv) in enumerate(zip(got, want.tolist(), strict=True)):
-            if list(gv) != wv:
-                raise AssertionError(f"layernorm beat {r} (eps={eps}): RTL {list(gv)} != "
-                                     f"golden {wv}")
-            total += n
+        total += _compare_beats("layernorm", f" (eps={eps})", got, want.tolist())
     return f"{total} outputs in 6 rows (one constant per set) equal the golden layernorm"
 
 
@@ -186,10 +191,7 @@ def check_residual_add(n, width, frac_bits, **params):
         got = run_stream(dut, [{"a": list(x), "b": list(y)} for x, y in zip(a, b, strict=True)],
                          beats, config={"bias_a": bias_a, "bias_b": bias_b,
                                         "bias_out": bias_out})
-        for r, (gb, wb) in enumerate(zip(got, want.tolist(), strict=True)):
-            if list(gb) != wb:
-                raise AssertionError(f"residual beat {r}: RTL {list(gb)} != golden {wb}")
-            total += n
+        total += _compare_beats("residual", "", got, want.tolist())
     return f"{total} sums over 3 bias sets equal the golden residual_add"
 
 
@@ -208,11 +210,7 @@ def check_softmax(n, max_len, width, frac_bits, **params):
         dut = Softmax(fmt=fmt, n=n, max_len=max_len, fixed=fixed)
         got = run_stream(dut, beats, len(beats), config={
             "length": beats_per_row, "bias_in": 6, "bias_out": 3, "renorm": renorm})
-        for r, (gb, wb) in enumerate(zip(got, want.tolist(), strict=True)):
-            if list(gb) != wb:
-                raise AssertionError(f"softmax beat {r} (renorm={renorm}): RTL {list(gb)} != "
-                                     f"golden {wb}")
-            total += n
+        total += _compare_beats("softmax", f" (renorm={renorm})", got, want.tolist())
     return f"{total} probabilities in 6 rows (plain and renormalised) equal the golden softmax"
 
 
