@@ -25,8 +25,8 @@ def evaluate_image(img, dev_examples):
     """Dev metrics of an image: accuracy (all layers, early exit) and average layers."""
     from sw.export import model_from_image, vocab_digest
     from sw.student import early_exit
-    from sw.tokenizer import WordPiece
-    from sw.train import encode_examples, evaluate_logits
+    from sw.tokenizer import WordPiece, encode_examples
+    from sw.train import evaluate_logits
 
     if img.meta.get("vocab_sha256") != vocab_digest():
         raise ValueError("the image's token ids refer to another vocabulary than the installed "

@@ -21,10 +21,10 @@ Modules: :mod:`~sw.train.config` (configuration), :mod:`~sw.train.data` (data pr
 from sw.train.calibrate import calibrate, evaluate_logits
 from sw.train.checkpoint import load_student, save_student
 from sw.train.config import RecipeConfig, TrainConfig, load_config
-from sw.train.data import encode_examples, prune_vocab
+from sw.train.data import prune_vocab
 from sw.train.exits import choose_threshold, dvfs_table, exit_predictor, sweep_thresholds
 from sw.train.loop import train
 
 __all__ = ["TrainConfig", "RecipeConfig", "load_config", "train", "evaluate_logits",
            "calibrate", "sweep_thresholds", "choose_threshold", "exit_predictor", "dvfs_table",
-           "prune_vocab", "encode_examples", "save_student", "load_student"]
+           "prune_vocab", "save_student", "load_student"]

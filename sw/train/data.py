@@ -6,17 +6,10 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from sw.tokenizer import Batch
+from sw.tokenizer import Batch, encode_examples
 
-__all__ = ["encode_examples", "rows", "prune_vocab", "pca_init", "split_holdout",
-           "join_augmented", "join_states", "gather_states"]
-
-
-def encode_examples(tok, examples):
-    """(tokenized batch, label tensor) of a list of :class:`~sw.data.Example`."""
-    a = [e.text_a for e in examples]
-    b = [e.text_b for e in examples] if examples[0].text_b is not None else None
-    return tok.encode(a, b), torch.tensor([e.label for e in examples])
+__all__ = ["rows", "prune_vocab", "pca_init", "split_holdout", "join_augmented", "join_states",
+           "gather_states"]
 
 
 def rows(batch, idx):

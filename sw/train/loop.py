@@ -13,12 +13,11 @@ import torch
 from sw.compress import Pruner
 from sw.student import Student
 from sw.teacher import bucketed_order
-from sw.tokenizer import Batch, WordPiece, default_model_dir
+from sw.tokenizer import Batch, WordPiece, default_model_dir, encode_examples
 from sw.train.calibrate import calibrate
 from sw.train.checkpoint import load_ckpt, load_opt, save_ckpt, save_student
 from sw.train.config import TrainConfig
 from sw.train.data import (
-    encode_examples,
     gather_states,
     join_augmented,
     join_states,
