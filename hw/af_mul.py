@@ -4,7 +4,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
 
@@ -56,8 +56,7 @@ class AFMulLane(wiring.Component):
         with checked_construction(self):
             if not isinstance(fmt, AFFormat):
                 raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
-            if not isinstance(stages, int) or isinstance(stages, bool):
-                raise TypeError(f"stages must be an integer, not {stages!r}")
+            check_int("stages", stages)
             if stages not in (0, 1):
                 raise ValueError(f"stages must be 0 or 1, not {stages}")
         self._fmt = fmt
@@ -100,27 +99,9 @@ class AFMulLane(wiring.Component):
         return m
 
 
-def _selfcheck(stages, **params):
-    import torch
-
-    from hw.selfcheck import run_pipelined
-    from sw.golden.af import lane_product
-
-    fmt = AFFormat(**params)
-    g = torch.Generator().manual_seed(1)
-    codes = torch.arange(fmt.code_max + 1)
-    edge = torch.cartesian_prod(codes, codes)
-    if len(edge) > 4096:
-        edge = edge[torch.randperm(len(edge), generator=g)[:4096]]
-    a, b = edge[:, 0], edge[:, 1]
-    expected = lane_product(a, b, fmt)
-    n = run_pipelined(AFMulLane(fmt=fmt, stages=stages), {"a": a, "b": b}, {"product": expected})
-    return f"{n} products equal the golden lane_product ({stages} stages, random stalls)"
-
-
 register_block(
     "af_mul", "AdaptivFloat multiplier lane (exact product, pipelined)",
-    build=lambda stages, **p: AFMulLane(fmt=AFFormat(**p), stages=stages), selfcheck=_selfcheck,
+    build=lambda stages, **p: AFMulLane(fmt=AFFormat(**p), stages=stages),
     params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3,
             "stages": DEFAULT_STAGES},
 )

@@ -18,8 +18,9 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
+from hw.matmul.config import requant_shift_range
 from hw.registry import register_block
 
 __all__ = ["AFRequantCore", "DEFAULT_STAGES", "MAX_STAGES", "leading_one", "trailing_zeros"]
@@ -120,8 +121,7 @@ class AFRequantCore(wiring.Component):
                 raise TypeError(f"fmt must be an AFFormat, not {fmt!r}")
             for name, v in (("in_width", in_width), ("shift_min", shift_min),
                             ("shift_max", shift_max), ("stages", stages)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"{name} must be an integer, not {v!r}")
+                check_int(name, v)
             if not 2 <= in_width <= 128:
                 raise ValueError(f"in_width must be in 2..128, not {in_width}")
             if shift_min > shift_max:
@@ -273,45 +273,15 @@ class AFRequantCore(wiring.Component):
         return m
 
 
-def _selfcheck(**params):
-    import torch
-
-    from hw.selfcheck import run_pipelined
-    from sw.adaptivfloat import round_to_code
-
-    in_width = params.pop("in_width")
-    stages = params.pop("stages")
-    fmt = AFFormat(**params)
-    lo, hi = _matmul_shift_range(fmt)
-    g = torch.Generator().manual_seed(2)
-    count = 3000
-    value = torch.randint(-(1 << (in_width - 1)), 1 << (in_width - 1), (count,), generator=g)
-    # Spread magnitudes over every binade, not only the top bits.
-    value = value >> torch.randint(0, in_width - 1, (count,), generator=g)
-    shift = torch.randint(lo, hi + 1, (count,), generator=g)
-    expected = round_to_code(value < 0, value.abs(), shift, fmt)
-    dut = AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi, stages=stages)
-    n = run_pipelined(dut, {"value": value, "shift": shift}, {"code": expected})
-    return (f"{n} random values over shifts {lo}..{hi} equal the golden round_to_code "
-            f"({stages} stages, random stalls)")
-
-
-def _matmul_shift_range(fmt):
-    """Shifts a matmul accumulator needs: bias_a + bias_b - bias_out + offset - M."""
-    return (-fmt.bias_max + fmt.offset - fmt.man_bits,
-            2 * fmt.bias_max + fmt.offset - fmt.man_bits)
-
-
 def _build(in_width, stages, **p):
     fmt = AFFormat(**p)
-    lo, hi = _matmul_shift_range(fmt)
+    lo, hi = requant_shift_range(fmt)  # the shifts a matmul accumulator needs
     return AFRequantCore(fmt=fmt, in_width=in_width, shift_min=lo, shift_max=hi, stages=stages)
 
 
 register_block(
     "af_requant", "AdaptivFloat requantizer core (round to nearest, ties to even, saturate)",
     build=_build,
-    selfcheck=_selfcheck,
     params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "in_width": 40,
             "stages": DEFAULT_STAGES},
 )

@@ -10,9 +10,9 @@ from amaranth.hdl import Array, Module, Signal
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
-from hw.entropy import H_BITS
+from hw.checks import check_int, checked_construction
 from hw.registry import register_block
+from hw.sfu_tables import H_BITS
 
 __all__ = ["DvfsController", "status_layout"]
 
@@ -57,10 +57,7 @@ class DvfsController(wiring.Component):
         with checked_construction(self):
             for name, v, lo, hi in (("bins", bins, 2, 64), ("vcode_bits", vcode_bits, 1, 16),
                                     ("fcode_bits", fcode_bits, 1, 16)):
-                if not isinstance(v, int) or isinstance(v, bool):
-                    raise TypeError(f"{name} must be an integer, not {v!r}")
-                if not lo <= v <= hi:
-                    raise ValueError(f"{name} must be in {lo}..{hi}, not {v}")
+                check_int(name, v, lo=lo, hi=hi, span=True)
         self._bins, self._vbits, self._fbits = bins, vcode_bits, fcode_bits
         super().__init__({
             "h": In(stream.Signature(H_BITS)),
@@ -99,51 +96,9 @@ class DvfsController(wiring.Component):
         return m
 
 
-def _selfcheck(bins, vcode_bits, fcode_bits):
-    import random
-
-    from amaranth.sim import Simulator
-
-    from sw.golden.dvfs import dvfs_lookup
-
-    rng = random.Random(6)
-    dut = DvfsController(bins=bins, vcode_bits=vcode_bits, fcode_bits=fcode_bits)
-    edges = sorted(rng.randrange(1 << H_BITS) for _ in range(bins))
-    vcodes = [rng.randrange(1 << vcode_bits) for _ in range(bins)]
-    fcodes = [rng.randrange(1 << fcode_bits) for _ in range(bins)]
-    hs = [rng.randrange(1 << H_BITS) for _ in range(200)] + edges + [e - 1 for e in edges if e]
-    checked = []
-
-    async def bench(ctx):
-        for i in range(bins):
-            ctx.set(dut.table_we, 1)
-            ctx.set(dut.table_addr, i)
-            ctx.set(dut.table_edge, edges[i])
-            ctx.set(dut.table_vcode, vcodes[i])
-            ctx.set(dut.table_fcode, fcodes[i])
-            await ctx.tick()
-        ctx.set(dut.table_we, 0)
-        for count, h in enumerate(hs, 1):
-            ctx.set(dut.h.valid, 1)
-            ctx.set(dut.h.payload, h)
-            await ctx.tick()
-            want = dvfs_lookup(h, edges[:-1], vcodes, fcodes)
-            got = (ctx.get(dut.status.bin), ctx.get(dut.vcode), ctx.get(dut.fcode))
-            if got != want or ctx.get(dut.status.updates) != count:
-                raise AssertionError(f"dvfs h={h}: RTL {got} != golden {want}")
-            checked.append(h)
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-    sim.add_testbench(bench)
-    sim.run()
-    return f"{len(checked)} entropies mapped to the golden (bin, vcode, fcode)"
-
-
 register_block(
     "dvfs", "DVFS controller: programmable entropy bins to voltage and frequency codes",
     build=lambda bins, vcode_bits, fcode_bits: DvfsController(
         bins=bins, vcode_bits=vcode_bits, fcode_bits=fcode_bits),
-    selfcheck=_selfcheck,
     params={"bins": 8, "vcode_bits": 4, "fcode_bits": 4},
 )

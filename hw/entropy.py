@@ -13,24 +13,17 @@ their fixed latency (:data:`sw.perf.sfu.ENTROPY_OVERHEAD`).
 import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from hw.af_fixed import AFToFixed
-from hw.checks import checked_construction
+from hw.checks import check_int, checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
-from hw.sfu_common import LaneUnit, check_format, check_lanes
+from hw.sfu_common import check_format, check_lanes
 from hw.sfu_math import (
-    ENT_TERM_SHIFT,
-    EXP_FRAC,
     EXP_TABLE_CUTS,
     EXP_U_CUTS,
-    LN2,
-    LN_FRAC,
     RECIP_CUTS,
-    RECIP_FRAC,
     exp_neg_table,
     exp_neg_u_abs,
     ln_normalized,
@@ -47,11 +40,11 @@ from hw.sfu_pipe import (
     register_cut,
     tree,
 )
+from hw.sfu_row import RowControl, RowUnit
+from hw.sfu_tables import ENT_TERM_SHIFT, EXP_FRAC, H_BITS, LN2, LN_FRAC, RECIP_FRAC
 
 __all__ = ["EntropyExit", "H_BITS", "result_layout", "max_tree_stages"]
 
-# H <= ln(classes) <= ln(4096) < 16: four integer bits.
-H_BITS = LN_FRAC + 4
 # Pipeline stages of the beat's sums: fixed, so their cycles do not depend on n (each stage
 # reduces ceil(log2 n) / 2 levels of adders).
 SUM_TREE_STAGES = 2
@@ -65,7 +58,7 @@ def result_layout():
     return data.StructLayout({"entropy": H_BITS, "exit": 1})
 
 
-class EntropyExit(LaneUnit, wiring.Component):
+class EntropyExit(RowUnit):
     """Entropy of a row of off-ramp logits, compared with a programmable threshold.
 
     A row of ``classes`` logits arrives as ``ceil(classes / n)`` beats (lanes past ``classes``
@@ -107,10 +100,7 @@ class EntropyExit(LaneUnit, wiring.Component):
         with checked_construction(self):
             check_format(fmt, fixed)
             check_lanes(n)
-            if not isinstance(max_classes, int) or isinstance(max_classes, bool):
-                raise TypeError(f"max_classes must be an integer, not {max_classes!r}")
-            if not 1 <= max_classes <= 4096:
-                raise ValueError(f"max_classes must be in 1..4096, not {max_classes}")
+            check_int("max_classes", max_classes, lo=1, hi=4096, span=True)
             if fixed.frac_bits - ENT_TERM_SHIFT + RECIP_FRAC - LN_FRAC + EXP_FRAC < 0:
                 raise ValueError(f"fixed must have at least "
                                  f"{ENT_TERM_SHIFT - RECIP_FRAC + LN_FRAC - EXP_FRAC} "
@@ -124,8 +114,6 @@ class EntropyExit(LaneUnit, wiring.Component):
             "classes": In(range(max_classes + 1)),
             "bias_in": In(fmt.bias_bits),
             "threshold": In(H_BITS),
-            "busy": Out(1),
-            "error": Out(1),
         })
 
     @property
@@ -135,26 +123,15 @@ class EntropyExit(LaneUnit, wiring.Component):
     def elaborate(self, platform):
         m = Module()
         fmt, fx, n = self._fmt, self._fixed, self._n
-        mem = Memory(shape=fmt.n_bits * n, depth=self._max_beats, init=[])
-        m.submodules.row = mem
-        wr = mem.write_port()
-        rd = mem.read_port()
         # Nothing downstream stalls a pass: the stages run freely.
         cut = register_cut(m, dsp=dsp_target(platform))
-
-        def fixed_of(name, codes):
-            out = []
-            for j, code in enumerate(codes):
-                conv = AFToFixed(fmt=fmt, fixed=fx)
-                m.submodules[f"{name}{j}"] = conv
-                m.d.comb += [conv.code.eq(code), conv.bias.eq(self.bias_in)]
-                out.append(conv.fixed)
-            return out
+        row = RowControl(m, self, data=self.i.payload.as_value(), read_en=1, size=self.classes,
+                         limit=self._max_classes)
+        rd, count, taken = row.rd, row.count, row.taken
 
         def lane_valid(beat, j):
             return beat * n + j < self.classes
 
-        count = Signal(range(self._max_beats + 1))
         beats = Signal(range(self._max_beats + 1))
         m.d.comb += beats.eq((self.classes + (n - 1)) // n)
         read_beat = Signal(range(self._max_beats + 1))  # beat whose data rd.data holds
@@ -168,8 +145,7 @@ class EntropyExit(LaneUnit, wiring.Component):
 
         # Pass 1: the incoming beats in fixed point, invalid lanes at the minimum, registered
         # (stage P) | their maximum, a tree of max_tree_stages(n) stages | the running maximum.
-        taken = Signal()
-        in_x = fixed_of("in_fixed", [self.i.payload[j] for j in range(n)])
+        in_x = self.fixed_lanes(m, "in_fixed", [self.i.payload[j] for j in range(n)])
         in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
         for j in range(n):
             m.d.comb += in_m[j].eq(Mux(lane_valid(count, j), in_x[j], fx.min_int))
@@ -195,8 +171,8 @@ class EntropyExit(LaneUnit, wiring.Component):
         ok_a = Signal(n)
         m.d.comb += ok_a.eq(Cat(*[lane_valid(read_beat, j) for j in range(n)]))
         valid_b, (ok_b, codes_b) = stage(valid_a, [ok_a, rd.data])
-        xs = fixed_of("rd_fixed", [codes_b[j * fmt.n_bits:(j + 1) * fmt.n_bits]
-                                   for j in range(n)])
+        xs = self.fixed_lanes(m, "rd_fixed", [codes_b[j * fmt.n_bits:(j + 1) * fmt.n_bits]
+                                              for j in range(n)])
         valid_c, (ok_c, *x_c) = stage(valid_b, [ok_b, *xs])
         negd = [Signal(dbits, name=f"negd{j}") for j in range(n)]
         m.d.comb += [negd[j].eq(mx - x_c[j]) for j in range(n)]
@@ -235,29 +211,11 @@ class EntropyExit(LaneUnit, wiring.Component):
         h = Signal(H_BITS)
         m.d.comb += h.eq(ln_q + ratio_q)
 
-        m.d.comb += [
-            wr.addr.eq(count),
-            wr.data.eq(self.i.payload.as_value()),
-            rd.addr.eq(count),
-            rd.en.eq(1),
-        ]
-
-        m.d.comb += self.error.eq((self.classes == 0) | (self.classes > self._max_classes))
         with m.FSM():
-            with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error)]
-                with m.If(taken):
-                    m.d.comb += wr.en.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(count == beats - 1):
-                        m.d.sync += [count.eq(0), s.eq(0), t.eq(0), wait.eq(settle)]
-                        m.next = "SETTLE" if settle else "SUM"
-            if settle:
-                with m.State("SETTLE"):  # the beat's maximum is still in its tree
-                    m.d.comb += self.busy.eq(1)
-                    m.d.sync += wait.eq(wait - 1)
-                    with m.If(wait == 1):
-                        m.next = "SUM"
+            row.load_state(count == beats - 1, "SETTLE" if settle else "SUM",
+                           on_last=[s.eq(0), t.eq(0), wait.eq(settle)])
+            if settle:  # the beat's maximum is still in its tree
+                row.wait_state("SETTLE", wait, "SUM")
             with m.State("SUM"):
                 m.d.comb += self.busy.eq(1)
                 m.d.sync += [valid_a.eq(count != beats), read_beat.eq(count)]
@@ -268,14 +226,10 @@ class EntropyExit(LaneUnit, wiring.Component):
                 with m.If((count == beats) & ~in_flight):
                     m.d.sync += [count.eq(0), wait.eq(RESULT_CYCLES)]
                     m.next = "FINISH"
-            with m.State("FINISH"):  # S and T are final; the result's stages settle
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 1):
-                    m.d.sync += [self.o.payload.entropy.eq(h),
-                                 self.o.payload.exit.eq(h < self.threshold),
-                                 self.o.valid.eq(1)]
-                    m.next = "DONE"
+            # S and T are final; the result's stages settle, then load the output register.
+            row.wait_state("FINISH", wait, "DONE", on_done=[
+                self.o.payload.entropy.eq(h), self.o.payload.exit.eq(h < self.threshold),
+                self.o.valid.eq(1)])
             with m.State("DONE"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(self.o.ready):
@@ -284,41 +238,11 @@ class EntropyExit(LaneUnit, wiring.Component):
         return m
 
 
-def _selfcheck(n, max_classes, width, frac_bits, **params):
-    import torch
-
-    from hw.sfu_sim import run_stream
-    from sw.golden.entropy import entropy
-
-    fmt, fixed = AFFormat(**params), FixedFormat(width=width, frac_bits=frac_bits)
-    g = torch.Generator().manual_seed(5)
-    checked = 0
-    for classes in (2, max_classes, max(1, max_classes - 1)):
-        rows = 3
-        x = torch.randint(0, fmt.code_max + 1, (rows, classes), generator=g)
-        want = entropy(x, 5, fmt, fixed)
-        nb = -(-classes // n)
-        padded = torch.zeros(rows, nb * n, dtype=torch.int64)
-        padded[:, :classes] = x
-        beats = [list(b) for b in padded.reshape(-1, n).tolist()]
-        dut = EntropyExit(fmt=fmt, n=n, max_classes=max_classes, fixed=fixed)
-        threshold = int(want[0])
-        got = run_stream(dut, beats, rows, config={"classes": classes, "bias_in": 5,
-                                                   "threshold": threshold})
-        for r, res in enumerate(got):
-            if (res.entropy, res.exit) != (int(want[r]), int(want[r]) < threshold):
-                raise AssertionError(f"entropy row {r} ({classes} classes): RTL "
-                                     f"({res.entropy}, {res.exit}) != golden {int(want[r])}")
-            checked += 1
-    return f"{checked} rows (2 .. {max_classes} classes) equal the golden entropy and exit flag"
-
-
 register_block(
     "entropy_exit", "Entropy early-exit assessment (log-sum-exp, threshold, exit flag)",
     build=lambda n, max_classes, width, frac_bits, **p: EntropyExit(
         fmt=AFFormat(**p), n=n, max_classes=max_classes,
         fixed=FixedFormat(width=width, frac_bits=frac_bits)),
-    selfcheck=_selfcheck,
     params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "n": 4,
             "max_classes": 64, "width": 32, "frac_bits": 16},
 )

@@ -15,8 +15,7 @@ Every step is a pipeline with a register after each table lookup and each DSP pr
 import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
 from hw.af_mul import af_fields
@@ -24,13 +23,14 @@ from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.registry import register_block
-from hw.sfu_common import LaneUnit, check_lanes, check_row
-from hw.sfu_math import LN_Z_FRAC, RSQRT_CUTS, RSQRT_FRAC, rsqrt
+from hw.sfu_common import check_lanes, check_row
+from hw.sfu_math import RSQRT_CUTS, rsqrt
 from hw.sfu_pipe import MUL_CUTS, Flight, delay, dsp_target, mul, register_cut, tree
+from hw.sfu_row import RowControl, RowUnit
+from hw.sfu_tables import EPS_BITS, LN_Z_FRAC, RSQRT_FRAC
 
 __all__ = ["LayerNorm", "EPS_BITS"]
 
-EPS_BITS = 24
 # Pipeline stages of the adder trees that sum a beat in pass 1: fixed, so the cycles per row do
 # not depend on n (each stage adds ceil(log2 n) / 2 levels).
 SUM_TREE_STAGES = 2
@@ -54,7 +54,7 @@ def af_integer(m, fmt, code, name):
     return out
 
 
-class LayerNorm(LaneUnit, wiring.Component):
+class LayerNorm(RowUnit):
     """Row-wise LayerNorm of AdaptivFloat activations with AdaptivFloat gamma and beta.
 
     A row of ``length * n`` elements arrives as ``length`` beats, each carrying the activations
@@ -107,8 +107,6 @@ class LayerNorm(LaneUnit, wiring.Component):
             "bias_beta": In(fmt.bias_bits),
             "bias_out": In(fmt.bias_bits),
             "eps": In(EPS_BITS),
-            "busy": Out(1),
-            "error": Out(1),
         })
 
     @property
@@ -119,15 +117,13 @@ class LayerNorm(LaneUnit, wiring.Component):
         m = Module()
         fmt, n, w = self._fmt, self._n, self._fmt.n_bits
         lbits = (self._max_len - 1).bit_length()
-        mem = Memory(shape=3 * w * n, depth=self._max_beats, init=[])
-        m.submodules.row = mem
-        wr = mem.write_port()
-        rd = mem.read_port()
         free = register_cut(m, dsp=dsp_target(platform))  # pass 1 and the scale are never stalled
         en = Signal()
         held = register_cut(m, en, dsp=dsp_target(platform))  # pass 2 stalls with the output
-
-        count = Signal(range(self._max_beats + 1))
+        row = RowControl(m, self, data=Cat(*[Cat(self.i.payload.x[k], self.i.payload.gamma[k],
+                                                 self.i.payload.beta[k]) for k in range(n)]),
+                         read_en=en, size=self.length, limit=self._max_beats)
+        rd, count, taken = row.rd, row.count, row.taken
         wait = Signal(range(NORM_CYCLES + 1))
         xbits = fmt.sig_bits + fmt.exp_max + 1
         s1 = Signal(signed(xbits + lbits + 1))
@@ -137,7 +133,6 @@ class LayerNorm(LaneUnit, wiring.Component):
 
         # Pass 1: L1: the incoming activations as integers | L2: their squares | the beat's sums
         # (SUM_TREE_STAGES) | accumulate.
-        taken = Signal()
         xs_in = [af_integer(m, fmt, self.i.payload.x[k], f"x_in{k}") for k in range(n)]
         v1, first1, *x1 = free([taken, count == 0, *xs_in])
         # The squares, registered with stage L2 (in the DSPs' output registers where the cut
@@ -231,78 +226,16 @@ class LayerNorm(LaneUnit, wiring.Component):
         valid_rq, _ = stage(valid_i, [], REQUANT_STAGES)
         in_flight = flight.any
 
-        m.d.comb += [
-            wr.addr.eq(count),
-            wr.data.eq(Cat(*[Cat(self.i.payload.x[k], self.i.payload.gamma[k],
-                                 self.i.payload.beta[k]) for k in range(n)])),
-            rd.addr.eq(count),
-            rd.en.eq(en),
-        ]
-        last = count == self.length - 1
-
-        m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
-            with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error)]
-                with m.If(taken):
-                    m.d.comb += wr.en.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(last):
-                        m.d.sync += [count.eq(0), wait.eq(NORM_CYCLES)]
-                        m.next = "NORM"
-            with m.State("NORM"):  # the sums and the scale settle
-                m.d.comb += self.busy.eq(1)
-                m.d.sync += wait.eq(wait - 1)
-                with m.If(wait == 1):
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
-                with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_rq)]
-                    for k in range(n):
-                        m.d.sync += self.o.payload[k].eq(codes_out[k])
-                    with m.If(count != self.length):
-                        m.d.sync += count.eq(count + 1)
-                    with m.Elif(~in_flight):
-                        m.d.sync += count.eq(0)
-                        m.next = "LOAD"
+            row.load_state(count == self.length - 1, "NORM", on_last=[wait.eq(NORM_CYCLES)])
+            row.wait_state("NORM", wait, "OUT")  # the sums and the scale settle
+            row.output_state(self.length, en, valid_a, valid_rq, codes_out, in_flight)
         return m
-
-
-def _selfcheck(n, max_len, **params):
-    import torch
-
-    from hw.sfu_sim import run_stream
-    from sw.golden.layernorm import layernorm as golden
-
-    fmt = AFFormat(**params)
-    g = torch.Generator().manual_seed(4)
-    rows, total = 3, 0
-    for eps in (0, 5):
-        x = torch.randint(0, fmt.code_max + 1, (rows, max_len), generator=g)
-        x[1] = 0x35  # a constant row: variance 0
-        gamma = torch.randint(0, fmt.code_max + 1, (max_len,), generator=g)
-        beta = torch.randint(0, fmt.code_max + 1, (max_len,), generator=g)
-        want = golden(x, gamma, beta, 5, 4, 2, 6, eps, fmt).reshape(-1, n)
-        gb, bb = gamma.reshape(-1, n).tolist(), beta.reshape(-1, n).tolist()
-        beats = [{"x": list(xb), "gamma": gb[r % len(gb)], "beta": bb[r % len(bb)]}
-                 for r, xb in enumerate(x.reshape(-1, n).tolist())]
-        dut = LayerNorm(fmt=fmt, n=n, max_len=max_len)
-        got = run_stream(dut, beats, len(beats), config={
-            "length": max_len // n, "bias_in": 5, "bias_gamma": 4, "bias_beta": 2,
-            "bias_out": 6, "eps": eps})
-        for r, (gv, wv) in enumerate(zip(got, want.tolist(), strict=True)):
-            if list(gv) != wv:
-                raise AssertionError(f"layernorm beat {r} (eps={eps}): RTL {list(gv)} != "
-                                     f"golden {wv}")
-            total += n
-    return f"{total} outputs in 6 rows (one constant per set) equal the golden layernorm"
 
 
 register_block(
     "layernorm", "LayerNorm (exact sums, epsilon, inverse square root, gamma, beta)",
     build=lambda n, max_len, **p: LayerNorm(fmt=AFFormat(**p), n=n, max_len=max_len),
-    selfcheck=_selfcheck,
     params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "n": 16,
             "max_len": 1024},
 )

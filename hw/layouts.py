@@ -2,13 +2,13 @@
 
 Everything that more than one side of the project must agree on bit for bit lives here: the
 AdaptivFloat format ([F1] in DESIGN.md), the fixed-point format of the special function units
-([F5]), and the accumulator sizing rule ([F4]). This module has no PyTorch dependency so that
-gateware can import it cheaply.
+([F5]), and the accumulator sizing rule ([F4]). This module imports neither PyTorch nor (but
+for :func:`af_code_layout`) Amaranth, so that gateware, models and configurations share it.
 """
 
 from dataclasses import dataclass
 
-from amaranth.lib import data
+from hw.checks import check_int
 
 # Lane products wider than this leave too little room in a 63-bit golden accumulator.
 MAX_PRODUCT_BITS = 48
@@ -16,15 +16,6 @@ MAX_PRODUCT_BITS = 48
 __all__ = [
     "MAX_PRODUCT_BITS", "AFFormat", "FixedFormat", "DEFAULT_AF", "af_code_layout", "acc_width_for",
 ]
-
-
-def _check_int(name, value, *, lo=None, hi=None):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    if lo is not None and value < lo:
-        raise ValueError(f"{name} must be at least {lo}, not {value}")
-    if hi is not None and value > hi:
-        raise ValueError(f"{name} must be at most {hi}, not {value}")
 
 
 @dataclass(frozen=True)
@@ -54,14 +45,14 @@ class AFFormat:
     bias_bits: int = 3
 
     def __post_init__(self):
-        _check_int("n_bits", self.n_bits, lo=3, hi=16)
-        _check_int("exp_bits", self.exp_bits, lo=1)
+        check_int("n_bits", self.n_bits, lo=3, hi=16)
+        check_int("exp_bits", self.exp_bits, lo=1)
         if self.exp_bits > self.n_bits - 2:
             raise ValueError(
                 f"exp_bits must be at most n_bits - 2 = {self.n_bits - 2} so that the mantissa "
                 f"has at least one bit, not {self.exp_bits}")
-        _check_int("offset", self.offset, lo=-64, hi=64)
-        _check_int("bias_bits", self.bias_bits, lo=1, hi=6)
+        check_int("offset", self.offset, lo=-64, hi=64)
+        check_int("bias_bits", self.bias_bits, lo=1, hi=6)
         if self.product_bits > MAX_PRODUCT_BITS:
             raise ValueError(
                 f"n_bits={self.n_bits}, exp_bits={self.exp_bits} give {self.product_bits}-bit lane "
@@ -100,8 +91,7 @@ class AFFormat:
 
     def check_bias(self, bias, name="bias"):
         """Raise a clear error unless ``bias`` is a legal bias register value."""
-        if not isinstance(bias, int) or isinstance(bias, bool):
-            raise TypeError(f"{name} must be an integer, not {bias!r}")
+        check_int(name, bias)
         if not 0 <= bias <= self.bias_max:
             raise ValueError(
                 f"{name} must be in the bias register range 0..{self.bias_max}, not {bias}")
@@ -126,6 +116,8 @@ DEFAULT_AF = AFFormat()
 
 def af_code_layout(fmt: AFFormat):
     """Amaranth struct layout of one code, LSB first: ``man``, ``exp``, ``sign``."""
+    from amaranth.lib import data  # here only: the rest of the module is plain Python
+
     return data.StructLayout({"man": fmt.man_bits, "exp": fmt.exp_bits, "sign": 1})
 
 
@@ -135,7 +127,7 @@ def acc_width_for(fmt: AFFormat, max_inner_dim: int):
     Each product magnitude is below ``2^(product_bits - 1)``; a sum of K of them is below
     ``K * 2^(product_bits - 1)``, which needs ``ceil(log2 K)`` more bits.
     """
-    _check_int("max_inner_dim", max_inner_dim, lo=1)
+    check_int("max_inner_dim", max_inner_dim, lo=1)
     return fmt.product_bits + (max_inner_dim - 1).bit_length()
 
 
@@ -147,8 +139,8 @@ class FixedFormat:
     frac_bits: int = 16
 
     def __post_init__(self):
-        _check_int("width", self.width, lo=2, hi=64)
-        _check_int("frac_bits", self.frac_bits, lo=0)
+        check_int("width", self.width, lo=2, hi=64)
+        check_int("frac_bits", self.frac_bits, lo=0)
         if self.frac_bits >= self.width:
             raise ValueError(
                 f"frac_bits must be less than width ({self.width}), not {self.frac_bits}")

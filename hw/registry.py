@@ -1,7 +1,9 @@
 """Registry of generated blocks: what ``edgebert verilog`` writes and self-checks.
 
 A block module registers itself with :func:`register_block`; :func:`blocks` imports every
-module of the ``hw`` package first, so adding a block never means editing a central list.
+module of the ``hw`` package (sub-packages included) first, so adding a block never means
+editing a central list. The self-checks live with the test plumbing: :func:`sim.selfcheck.blocks`
+returns these blocks with their ``selfcheck`` attached.
 """
 
 import importlib
@@ -18,9 +20,10 @@ _BLOCKS: dict = {}
 class Block:
     """One generator entry.
 
-    ``build(**params)`` returns the Amaranth component; ``selfcheck(**params)`` runs a quick
-    comparison against the golden model and returns a one-line summary, raising
-    ``AssertionError`` on any mismatch; ``params`` are the defaults a user may override.
+    ``build(**params)`` returns the Amaranth component; ``params`` are the defaults a user may
+    override. ``selfcheck(**params)``, attached by :mod:`sim.selfcheck` (never by the gateware),
+    runs a quick comparison against the golden model and returns a one-line summary, raising
+    ``AssertionError`` on any mismatch.
     """
 
     name: str
@@ -30,10 +33,10 @@ class Block:
     params: dict = field(default_factory=dict)
 
 
-def register_block(name, description, build, selfcheck=None, params=None):
+def register_block(name, description, build, params=None):
     if name in _BLOCKS:
         raise ValueError(f"block {name!r} is registered twice")
-    _BLOCKS[name] = Block(name, description, build, selfcheck, dict(params or {}))
+    _BLOCKS[name] = Block(name, description, build, params=dict(params or {}))
     return _BLOCKS[name]
 
 
@@ -41,7 +44,7 @@ def blocks():
     """All registered blocks by name, after importing every module of the ``hw`` package."""
     import hw
 
-    for info in pkgutil.iter_modules(hw.__path__):
-        if info.name not in ("registry", "layouts"):
-            importlib.import_module(f"hw.{info.name}")
+    for info in pkgutil.walk_packages(hw.__path__, "hw."):
+        if info.name not in ("hw.registry", "hw.layouts"):
+            importlib.import_module(info.name)
     return dict(sorted(_BLOCKS.items()))

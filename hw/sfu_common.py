@@ -1,5 +1,6 @@
 """Argument checks shared by the special function units (softmax, LayerNorm, entropy, add)."""
 
+from hw.checks import check_int
 from hw.layouts import AFFormat, FixedFormat
 
 __all__ = ["LaneUnit", "check_lanes", "check_format", "check_row"]
@@ -20,18 +21,9 @@ class LaneUnit:
         return self._n
 
 
-def _check_int(name, value):
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an integer, not {value!r}")
-    return value
-
-
 def check_lanes(n, name="n"):
     """Raise a clear error unless ``n`` is a legal lane count (1..64)."""
-    _check_int(name, n)
-    if not 1 <= n <= 64:
-        raise ValueError(f"{name} must be in 1..64, not {n}")
-    return n
+    return check_int(name, n, lo=1, hi=64, span=True)
 
 
 def check_format(fmt, fixed):
@@ -45,9 +37,7 @@ def check_format(fmt, fixed):
 
 def check_row(n, max_len, limit=4096):
     """Raise unless ``max_len`` (elements per row) is a multiple of ``n`` in ``n .. limit``."""
-    _check_int("max_len", max_len)
-    if not n <= max_len <= limit:
-        raise ValueError(f"max_len must be in {n}..{limit}, not {max_len}")
+    check_int("max_len", max_len, lo=n, hi=limit, span=True)
     if max_len % n:
         raise ValueError(f"max_len must be a multiple of n ({n}), not {max_len}")
     return max_len // n

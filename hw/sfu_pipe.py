@@ -8,6 +8,8 @@ boundaries, so the same kernel is combinational (no cut) or pipelined (a cut fro
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, ResetSignal, Signal, Value, signed
 
+from hw.checks import check_count
+
 __all__ = ["CHUNK", "MUL_CUTS", "DSP_TARGETS", "MAX_TREE_MIN_STAGES", "dsp_target",
            "register_cut", "delay", "Flight", "tree", "max_tree_stages", "mul"]
 
@@ -164,8 +166,7 @@ def tree(cut, values, op, stages):
     """
     if not values:
         raise ValueError("tree needs at least one value")
-    if not isinstance(stages, int) or stages < 1:
-        raise ValueError(f"stages must be a positive integer, not {stages!r}")
+    check_count("stages", stages)
     levels = (len(values) - 1).bit_length()
     level = 0
     for stage in range(1, stages + 1):

@@ -18,24 +18,19 @@ level, so from n = 8 on pass 2 waits for it. The cycles per row are
 import operator
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.memory import Memory
+from amaranth.lib import data, stream
 from amaranth.lib.wiring import In, Out
 
-from hw.af_fixed import AFToFixed
 from hw.af_requant import DEFAULT_STAGES as REQUANT_STAGES
 from hw.af_requant import AFRequantCore
 from hw.checks import checked_construction
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
 from hw.registry import register_block
-from hw.sfu_common import LaneUnit, check_format, check_lanes, check_row
+from hw.sfu_common import check_format, check_lanes, check_row
 from hw.sfu_math import (
-    EXP_FRAC,
     EXP_TABLE_CUTS,
     EXP_U_CUTS,
     RECIP_CUTS,
-    RECIP_FRAC,
-    SPAN_MASK_FRAC,
     exp_neg_table,
     exp_neg_u_abs,
     reciprocal,
@@ -51,6 +46,8 @@ from hw.sfu_pipe import (
     register_cut,
     tree,
 )
+from hw.sfu_row import RowControl, RowUnit
+from hw.sfu_tables import EXP_FRAC, RECIP_FRAC, SPAN_MASK_FRAC
 
 __all__ = ["Softmax"]
 
@@ -67,7 +64,7 @@ SUM_TREE_STAGES = 2
 GAP_CYCLES = SUM_TREE_STAGES + RECIP_CUTS - 1
 
 
-class Softmax(LaneUnit, wiring.Component):
+class Softmax(RowUnit):
     """Row-wise softmax of AdaptivFloat scores times a per-key span mask, optional renormalising.
 
     A row of ``length * n`` scores arrives as ``length`` beats; the row's output leaves as
@@ -121,8 +118,6 @@ class Softmax(LaneUnit, wiring.Component):
             "bias_in": In(fmt.bias_bits),
             "bias_out": In(fmt.bias_bits),
             "renorm": In(1),
-            "busy": Out(1),
-            "error": Out(1),
         })
 
     @property
@@ -133,25 +128,14 @@ class Softmax(LaneUnit, wiring.Component):
         m = Module()
         fmt, fx, n = self._fmt, self._fixed, self._n
         lane_bits = fmt.n_bits + MASK_BITS
-        mem = Memory(shape=lane_bits * n, depth=self._max_beats, init=[])
-        m.submodules.row = mem
-        wr = mem.write_port()
-        rd = mem.read_port()
         # Pass 1 and the reciprocal are never stalled.
         free = register_cut(m, dsp=dsp_target(platform))
         en = Signal()
         held = register_cut(m, en, dsp=dsp_target(platform))  # passes 2 and 3 stall with the output
-
-        def fixed_of(name, codes):
-            out = []
-            for lane, code in enumerate(codes):
-                conv = AFToFixed(fmt=fmt, fixed=fx)
-                m.submodules[f"{name}{lane}"] = conv
-                m.d.comb += [conv.code.eq(code), conv.bias.eq(self.bias_in)]
-                out.append(conv.fixed)
-            return out
-
-        count = Signal(range(self._max_beats + 1))
+        row = RowControl(m, self, data=Cat(*[Cat(self.i.payload.x[j], self.i.payload.mask[j])
+                                             for j in range(n)]),
+                         read_en=en, size=self.length, limit=self._max_beats)
+        rd, count, taken = row.rd, row.count, row.taken
         max_stages = max_tree_stages(n)
         settle = max_stages - MAX_TREE_MIN_STAGES  # cycles pass 2 waits for the maximum
         wait = Signal(range(max(GAP_CYCLES, settle) + 1))
@@ -164,8 +148,7 @@ class Softmax(LaneUnit, wiring.Component):
         # running maximum. It is final 2 + max_stages cycles after the last input beat; pass 2
         # starts settle + 1 cycles after that beat, so that its first value reaches the
         # subtraction (stage D) 3 cycles later, exactly when the maximum is final.
-        taken = Signal()
-        in_x = fixed_of("in_fixed", [self.i.payload.x[j] for j in range(n)])
+        in_x = self.fixed_lanes(m, "in_fixed", [self.i.payload.x[j] for j in range(n)])
         in_m = [Signal(signed(fx.width), name=f"in_m{j}") for j in range(n)]
         for j in range(n):
             m.d.comb += in_m[j].eq(Mux(self.renorm & (self.i.payload.mask[j] == 0),
@@ -187,7 +170,8 @@ class Softmax(LaneUnit, wiring.Component):
         valid_b, (sum_b, codes) = stage(valid_a, [sum_a, rd.data])
         rx = [codes[j * lane_bits:j * lane_bits + fmt.n_bits] for j in range(n)]
         rmask = [codes[j * lane_bits + fmt.n_bits:(j + 1) * lane_bits] for j in range(n)]
-        valid_c, (sum_c, *rest) = stage(valid_b, [sum_b, *fixed_of("rd_fixed", rx), *rmask])
+        valid_c, (sum_c, *rest) = stage(valid_b,
+                                        [sum_b, *self.fixed_lanes(m, "rd_fixed", rx), *rmask])
         x_c, mask_c = rest[:n], rest[n:]
         negd = [Signal(fx.width + 1, name=f"negd{j}") for j in range(n)]
         m.d.comb += [negd[j].eq(Mux(x_c[j] > mx, 0, mx - x_c[j])) for j in range(n)]
@@ -228,32 +212,11 @@ class Softmax(LaneUnit, wiring.Component):
         valid_rq, _ = stage(valid_j & ~sum_j, [], MUL_CUTS + REQUANT_STAGES)
         in_flight = flight.any
 
-        m.d.comb += [
-            wr.addr.eq(count),
-            wr.data.eq(Cat(*[Cat(self.i.payload.x[j], self.i.payload.mask[j])
-                             for j in range(n)])),
-            rd.addr.eq(count),
-            rd.en.eq(en),
-        ]
-        last = count == self.length - 1
-
-        m.d.comb += self.error.eq((self.length == 0) | (self.length > self._max_beats))
         with m.FSM():
-            with m.State("LOAD"):
-                m.d.comb += [self.i.ready.eq(~self.error), taken.eq(self.i.valid & ~self.error),
-                             en.eq(1)]
-                with m.If(taken):
-                    m.d.comb += wr.en.eq(1)
-                    m.d.sync += count.eq(count + 1)
-                    with m.If(last):
-                        m.d.sync += [count.eq(0), acc.eq(0), wait.eq(settle)]
-                        m.next = "SETTLE" if settle else "SUM"
-            if settle:
-                with m.State("SETTLE"):  # the beat's maximum is still in its tree
-                    m.d.comb += [self.busy.eq(1), en.eq(1)]
-                    m.d.sync += wait.eq(wait - 1)
-                    with m.If(wait == 1):
-                        m.next = "SUM"
+            row.load_state(count == self.length - 1, "SETTLE" if settle else "SUM",
+                           comb=[en.eq(1)], on_last=[acc.eq(0), wait.eq(settle)])
+            if settle:  # the beat's maximum is still in its tree
+                row.wait_state("SETTLE", wait, "SUM", comb=[en.eq(1)])
             with m.State("SUM"):
                 m.d.comb += [self.busy.eq(1), en.eq(1)]
                 m.d.sync += [valid_a.eq(count != self.length), sum_a.eq(1)]
@@ -262,52 +225,10 @@ class Softmax(LaneUnit, wiring.Component):
                 with m.Else():
                     m.d.sync += [count.eq(0), wait.eq(GAP_CYCLES)]
                     m.next = "WAIT"
-            with m.State("WAIT"):  # pass 2 drains and the reciprocal settles
-                m.d.comb += [self.busy.eq(1), en.eq(1)]
-                m.d.sync += [sum_a.eq(0), wait.eq(wait - 1)]
-                with m.If(wait == 1):
-                    m.next = "OUT"
-            with m.State("OUT"):
-                m.d.comb += [self.busy.eq(1), en.eq(~self.o.valid | self.o.ready)]
-                with m.If(en):
-                    m.d.sync += [valid_a.eq(count != self.length), self.o.valid.eq(valid_rq)]
-                    for j in range(n):
-                        m.d.sync += self.o.payload[j].eq(codes_out[j])
-                    with m.If(count != self.length):
-                        m.d.sync += count.eq(count + 1)
-                    with m.Elif(~in_flight):
-                        m.d.sync += count.eq(0)
-                        m.next = "LOAD"
+            # pass 2 drains and the reciprocal settles
+            row.wait_state("WAIT", wait, "OUT", comb=[en.eq(1)], sync=[sum_a.eq(0)])
+            row.output_state(self.length, en, valid_a, valid_rq, codes_out, in_flight)
         return m
-
-
-def _selfcheck(n, max_len, width, frac_bits, **params):
-    import torch
-
-    from hw.sfu_sim import run_stream
-    from sw.golden.softmax import softmax as golden
-    from sw.golden.softmax import span_mask
-
-    fmt, fixed = AFFormat(**params), FixedFormat(width=width, frac_bits=frac_bits)
-    g = torch.Generator().manual_seed(3)
-    beats_per_row, total = max_len // n, 0
-    for renorm, z in ((0, float(max_len)), (1, max_len / 3)):
-        rows = 3
-        x = torch.randint(0, fmt.code_max + 1, (rows, max_len), generator=g)
-        mask = span_mask(z, 8, max_len)
-        want = golden(x, mask, 6, 3, bool(renorm), fmt, fixed).reshape(-1, n)
-        beats = [{"x": list(xb), "mask": list(mb)}
-                 for xb, mb in zip(x.reshape(-1, n).tolist(),
-                                   mask.repeat(rows).reshape(-1, n).tolist(), strict=True)]
-        dut = Softmax(fmt=fmt, n=n, max_len=max_len, fixed=fixed)
-        got = run_stream(dut, beats, len(beats), config={
-            "length": beats_per_row, "bias_in": 6, "bias_out": 3, "renorm": renorm})
-        for r, (gb, wb) in enumerate(zip(got, want.tolist(), strict=True)):
-            if list(gb) != wb:
-                raise AssertionError(f"softmax beat {r} (renorm={renorm}): RTL {list(gb)} != "
-                                     f"golden {wb}")
-            total += n
-    return f"{total} probabilities in 6 rows (plain and renormalised) equal the golden softmax"
 
 
 register_block(
@@ -315,7 +236,6 @@ register_block(
     build=lambda n, max_len, width, frac_bits, **p: Softmax(
         fmt=AFFormat(**p), n=n, max_len=max_len, fixed=FixedFormat(width=width,
                                                                    frac_bits=frac_bits)),
-    selfcheck=_selfcheck,
     params={"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3, "n": 16, "max_len": 512,
             "width": 32, "frac_bits": 16},
 )

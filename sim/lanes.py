@@ -22,7 +22,7 @@ from amaranth.hdl import Cat, Module, Shape
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.checks import checked_construction
+from hw.checks import check_count, checked_construction
 
 __all__ = ["Lanes", "LaneGroup", "pack", "unpack", "run_vectors", "run_lanes"]
 
@@ -53,8 +53,7 @@ class Lanes(wiring.Component):
         with checked_construction(self):
             if not callable(make):
                 raise TypeError(f"make must be callable, not {make!r}")
-            if not isinstance(lanes, int) or isinstance(lanes, bool) or lanes < 1:
-                raise ValueError(f"lanes must be a positive integer, not {lanes!r}")
+            check_count("lanes", lanes)
         self._cores = [make() for _ in range(lanes)]
         members = {}
         self.widths = {}

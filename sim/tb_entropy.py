@@ -3,8 +3,8 @@
 import cocotb
 import torch
 
-from hw.entropy import H_BITS
 from hw.layouts import AFFormat, FixedFormat
+from hw.sfu_tables import H_BITS
 from sim.rowbench import RowBench
 from sim.stream import pack
 from sw.adaptivfloat import encode

@@ -4,7 +4,7 @@ import cocotb
 import torch
 
 from hw.layouts import AFFormat, FixedFormat
-from hw.sfu_math import SPAN_MASK_FRAC
+from hw.sfu_tables import SPAN_MASK_FRAC
 from sim.rowbench import RowBench
 from sim.stream import pack, unpack
 from sw.adaptivfloat import encode

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from hw.checks import check_count
 from sw.data import Example
 
 __all__ = ["neighbour_table", "augment"]
@@ -95,8 +96,7 @@ def augment(examples, copies, neighbours, *, seed=0, p_mask=0.1, p_replace=0.1, 
     one's source example and of the example appended to it (-1: none), so that a held-out
     slice's text can be kept out of training.
     """
-    if not isinstance(copies, int) or copies < 0:
-        raise ValueError(f"copies must be a non-negative integer, not {copies!r}")
+    check_count("copies", copies, lo=0)
     for name, p in (("p_mask", p_mask), ("p_replace", p_replace), ("p_ngram", p_ngram),
                     ("p_concat", p_concat)):
         if not 0.0 <= p <= 1.0:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from hw.checks import check_count
+
 __all__ = ["cubic_sparsity", "block_scores", "mask_from_scores", "PruneConfig", "Pruner"]
 
 
@@ -76,8 +78,7 @@ class PruneConfig:
     def __post_init__(self):
         if self.method not in ("magnitude", "movement"):
             raise ValueError(f"method must be 'magnitude' or 'movement', not {self.method!r}")
-        if not isinstance(self.block, int) or self.block < 1:
-            raise ValueError(f"block must be a positive integer, not {self.block!r}")
+        check_count("block", self.block)
         for f in ("encoder", "embedding"):
             v = getattr(self, f)
             if not 0.0 <= v < 1.0:
@@ -85,8 +86,7 @@ class PruneConfig:
         if not 0.0 <= self.start < self.end <= 1.0:
             raise ValueError(f"need 0 <= start < end <= 1, not start={self.start!r}, "
                              f"end={self.end!r}")
-        if not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"every must be a positive integer, not {self.every!r}")
+        check_count("every", self.every)
 
 
 class Pruner:

@@ -13,6 +13,7 @@ the list (ascending, from 0); the frequency code likewise.
 
 from dataclasses import dataclass
 
+from hw.checks import check_count
 from sw.golden.entropy import threshold_units
 
 __all__ = ["OperatingPoint", "DvfsTable", "build_table"]
@@ -78,8 +79,7 @@ def build_table(exit_layers, bin_edges, cycles_per_layer, points, target_latency
     pts = [p if isinstance(p, OperatingPoint) else OperatingPoint(*p) for p in points]
     if not pts:
         raise ValueError("points must list at least one operating point")
-    if not isinstance(cycles_per_layer, int) or cycles_per_layer < 1:
-        raise ValueError(f"cycles_per_layer must be a positive integer, not {cycles_per_layer!r}")
+    check_count("cycles_per_layer", cycles_per_layer)
     if not target_latency > 0:
         raise ValueError(f"target_latency must be positive, not {target_latency!r}")
     if len(bin_edges) != len(exit_layers) - 1:
@@ -93,8 +93,7 @@ def build_table(exit_layers, bin_edges, cycles_per_layer, points, target_latency
     order = sorted(pts, key=lambda p: (p.voltage, p.frequency))
     chosen, lat = [], []
     for b, layer in enumerate(exit_layers):
-        if not isinstance(layer, int) or layer < 1:
-            raise ValueError(f"exit layer of bin {b} must be a positive integer, not {layer!r}")
+        check_count(f"exit layer of bin {b}", layer)
         cycles = max(layer - layers_done, 0) * cycles_per_layer
         ok = [p for p in order if cycles / p.frequency <= target_latency]
         if not ok:

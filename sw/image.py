@@ -30,7 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
+from hw.matmul.config import check_vector_width
 
 __all__ = ["MAGIC", "VERSION", "SECTIONS", "FORMATS", "HwParams", "Tensor", "WeightImage",
            "write_image", "read_image", "image_bytes", "parse_image", "export_hex",
@@ -69,8 +71,8 @@ class HwParams:
     fmt: AFFormat = DEFAULT_AF
 
     def __post_init__(self):
-        if not isinstance(self.n, int) or not 1 <= self.n <= 64:
-            raise ValueError(f"vector width n must be an integer in 1..64, not {self.n!r}")
+        # The same rule as the matrix engine's (MatmulConfig), so an image fits an engine.
+        check_vector_width(self.n, "vector width n")
 
     def describe(self):
         f = self.fmt
@@ -271,8 +273,7 @@ def export_hex(img: WeightImage, out_dir, *, word_bytes=16):
     """``$readmemh`` files, one per section (``reram.hex``, ``sram.hex``, ``aux.hex``), with
     ``word_bytes`` bytes per line (little-endian: byte 0 of a word is its lowest byte), and
     ``memory_map.json`` giving every tensor's section, byte address and length."""
-    if not isinstance(word_bytes, int) or word_bytes < 1:
-        raise ValueError(f"word_bytes must be a positive integer, not {word_bytes!r}")
+    check_count("word_bytes", word_bytes)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     layout = _layout(img)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hw.matmul import MatmulConfig
+from hw.matmul.config import MatmulConfig
 from sw.adaptivfloat import check_codes
 from sw.sparse import PackedWeights, pack_bitmask
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
 from sw.adaptivfloat import check_codes
 
@@ -56,8 +57,7 @@ class PackedWeights:
 
     def __post_init__(self):
         n = self.n
-        if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-            raise ValueError(f"vector width n must be a positive integer, not {n!r}")
+        check_count("vector width n", n)
         blocks = self.cols // n
         if self.rows < 1 or self.cols < 1 or self.cols % n:
             raise ValueError(
@@ -103,8 +103,7 @@ def pack_bitmask(codes, n, fmt: AFFormat = DEFAULT_AF):
     if codes.dim() != 2:
         raise ValueError(f"weight codes must be a 2-D (K × cols) tensor, not {codes.dim()}-D")
     rows, cols = codes.shape
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"vector width n must be a positive integer, not {n!r}")
+    check_count("vector width n", n)
     if rows < 1 or cols < 1 or cols % n:
         raise ValueError(f"cols must be a positive multiple of n={n}, not {cols} (K={rows})")
     c = codes.to(torch.int64)

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
 from sw.adaptivfloat import fake_quantize, weight_bias
 
@@ -61,9 +62,7 @@ class StudentConfig:
     def __post_init__(self):
         for f in ("vocab_size", "emb_dim", "hidden", "heads", "ffn", "layers", "max_len",
                   "n_labels", "type_vocab", "span_ramp", "tokenizer_vocab"):
-            v = getattr(self, f)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{f} must be a positive integer, not {v!r}")
+            check_count(f, getattr(self, f))
         if self.hidden % self.heads:
             raise ValueError(f"hidden ({self.hidden}) must be a multiple of heads "
                              f"({self.heads})")

@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from sw.tokenizer import WordPiece, default_model_dir
+from sw.tokenizer import WordPiece, default_model_dir, encode_examples
 
 __all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "predict_states",
            "load_teacher", "cached_logits", "cache_states", "cached_states", "soup"]
@@ -54,12 +54,6 @@ class Teacher(nn.Module):
 
     def forward(self, input_ids, attention_mask, token_type_ids=None):
         return self.head(self.states(input_ids, attention_mask, token_type_ids), attention_mask)
-
-
-def _encode(tok, examples):
-    a = [e.text_a for e in examples]
-    b = [e.text_b for e in examples] if examples[0].text_b is not None else None
-    return tok.encode(a, b), torch.tensor([e.label for e in examples])
 
 
 def _trim(ids, mask, types):
@@ -171,7 +165,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     if init_from is not None:
         model.load_state_dict(load_file(Path(init_from) / "teacher.safetensors"))
         log(f"starting from the fine-tuned teacher in {init_from}")
-    batch, labels = _encode(tok, train)
+    batch, labels = encode_examples(tok, train)
     n_steps = math.ceil(epochs * len(train) / batch_size)
     perm = bucketed_order(batch.attention_mask.sum(1), batch_size,
                           math.ceil(n_steps * batch_size / len(train)), seed)
@@ -241,7 +235,7 @@ def _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log):
 
     from sw.tokenizer import Batch
 
-    dev_batch, dev_labels = _encode(tok, dev)
+    dev_batch, dev_labels = encode_examples(tok, dev)
     dev_logits = predict_logits(model, dev_batch)
     acc = float((dev_logits.argmax(1) == dev_labels).float().mean())
     log(f"teacher dev accuracy {acc:.4f}")
@@ -312,7 +306,7 @@ def soup(ingredients, train, dev, out_dir, *, model_dir=None, max_len=64, logits
     model.load_state_dict(mean)
     model.eval()
     log(f"soup of {len(ingredients)} teachers: {', '.join(map(str, ingredients))}")
-    batch, labels = _encode(tok, train)
+    batch, labels = encode_examples(tok, train)
     meta = {"soup": [str(d) for d in ingredients],
             "soup_dev_accuracy": [m.get("dev_accuracy") for m in metas],
             "logits_limit": logits_limit, "n_dev": len(dev), "n_train": len(train),
@@ -348,7 +342,7 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
     examples, source, partner = augment(train, copies, neighbours, seed=seed, p_concat=concat)
     log(f"augmented {len(train)} training examples into {len(examples)} new ones")
     model = load_teacher(out_dir, model_dir)
-    batch, _ = _encode(WordPiece(model_dir, max_len=max_len), examples)
+    batch, _ = encode_examples(WordPiece(model_dir, max_len=max_len), examples)
     what = "logits and states" if states else "logits"
     bar = tqdm(total=len(examples), desc=f"teacher {what} (augmented)", mininterval=10,
                disable=not progress)
@@ -429,7 +423,7 @@ def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, l
         if path.is_file():
             log(f"keeping the cached teacher states in {path}")
             continue
-        batch, _ = _encode(tok, examples)
+        batch, _ = encode_examples(tok, examples)
         bar = tqdm(total=len(examples), desc=f"teacher states ({name})", mininterval=10,
                    disable=not progress)
         states, offsets = predict_states(model, batch, progress=bar)

@@ -14,7 +14,7 @@ import torch
 from tokenizers import Tokenizer
 from tokenizers.implementations import BertWordPieceTokenizer
 
-__all__ = ["default_model_dir", "WordPiece", "Batch"]
+__all__ = ["default_model_dir", "WordPiece", "Batch", "encode_examples"]
 
 
 def default_model_dir():
@@ -133,3 +133,10 @@ class WordPiece:
             mask[r, :n] = 1
             truncated[r] = bool(e.overflowing)
         return Batch(ids, mask, types, int(truncated.sum()), truncated)
+
+
+def encode_examples(tok, examples):
+    """(tokenized :class:`Batch`, label tensor) of a list of :class:`~sw.data.Example`."""
+    a = [e.text_a for e in examples]
+    b = [e.text_b for e in examples] if examples[0].text_b is not None else None
+    return tok.encode(a, b), torch.tensor([e.label for e in examples])

@@ -7,8 +7,8 @@ from amaranth.hdl import Fragment
 
 from hw.af_fixed import AFToFixed
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
-from hw.registry import blocks
-from hw.selfcheck import run_comb
+from sim.drivers import run_comb
+from sim.selfcheck import blocks
 from sw.golden.af import to_fixed
 
 

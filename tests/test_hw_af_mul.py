@@ -7,8 +7,8 @@ from amaranth.hdl import Fragment
 
 from hw.af_mul import AFMulLane
 from hw.layouts import DEFAULT_AF, AFFormat
-from hw.registry import blocks
-from hw.selfcheck import run_comb, run_pipelined
+from sim.drivers import run_comb, run_pipelined
+from sim.selfcheck import blocks
 from sw.golden.af import lane_product
 
 

@@ -9,8 +9,8 @@ from amaranth.sim import Simulator
 
 from hw.af_requant import MAX_STAGES, AFRequantCore, leading_one, trailing_zeros
 from hw.layouts import DEFAULT_AF, AFFormat
-from hw.registry import blocks
-from hw.selfcheck import run_comb, run_pipelined
+from sim.drivers import run_comb, run_pipelined
+from sim.selfcheck import blocks
 from sw.adaptivfloat import round_to_code
 
 

@@ -1,7 +1,7 @@
 import pytest
 
 from hw.dvfs import DvfsController
-from hw.registry import blocks
+from sim.selfcheck import blocks
 
 
 def test_selfcheck_matches_golden():

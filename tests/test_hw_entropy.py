@@ -1,7 +1,7 @@
 import pytest
 
 from hw.entropy import EntropyExit
-from hw.registry import blocks
+from sim.selfcheck import blocks
 
 
 def test_selfcheck_matches_golden():
@@ -17,7 +17,7 @@ def test_bad_parameters_are_refused():
 
 
 def test_illegal_class_count_sets_error_and_stalls():
-    from hw.sfu_sim import refuses_illegal_length
+    from sim.drivers import refuses_illegal_length
 
     assert refuses_illegal_length(EntropyExit(n=4, max_classes=10), "classes", 0)
     assert refuses_illegal_length(EntropyExit(n=4, max_classes=10), "classes", 11)

@@ -1,7 +1,7 @@
 import pytest
 
 from hw.layernorm import LayerNorm
-from hw.registry import blocks
+from sim.selfcheck import blocks
 
 
 def test_selfcheck_matches_golden():
@@ -19,7 +19,7 @@ def test_bad_parameters_are_refused():
 
 
 def test_illegal_length_sets_error_and_stalls():
-    from hw.sfu_sim import refuses_illegal_length
+    from sim.drivers import refuses_illegal_length
 
     assert refuses_illegal_length(LayerNorm(n=4, max_len=16), "length", 0)
     assert refuses_illegal_length(LayerNorm(n=4, max_len=16), "length", 7)

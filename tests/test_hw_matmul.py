@@ -9,7 +9,9 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 
 from hw.layouts import AFFormat
-from hw.matmul import MatmulConfig, MatmulError, MatrixEngine, _at_least, run_amaranth
+from hw.matmul import MatmulConfig, MatmulError, MatrixEngine
+from hw.matmul.logic import at_least as _at_least
+from sim.drivers import run_matmul as run_amaranth
 from sim.matmul_stimulus import random_case, random_codes
 from sw.golden.matmul import matmul
 from sw.matmul_buffers import make_job, y_from_words

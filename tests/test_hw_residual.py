@@ -2,8 +2,8 @@ import pytest
 from amaranth.hdl import Fragment
 
 from hw.layouts import FixedFormat
-from hw.registry import blocks
 from hw.residual import ResidualAdd
+from sim.selfcheck import blocks
 
 
 def test_selfcheck_matches_golden():

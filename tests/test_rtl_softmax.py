@@ -2,13 +2,13 @@ import pytest
 
 from hw.layouts import AFFormat, FixedFormat
 from hw.softmax import Softmax
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not simulator_available("icarus"), reason="Icarus Verilog not installed")
 def test_softmax_icarus():
+    require_simulator("icarus")
     fmt, fixed, n, max_len = AFFormat(), FixedFormat(), 8, 128
     res = run_cocotb(Softmax(fmt=fmt, n=n, max_len=max_len, fixed=fixed), "softmax",
                      "sim.tb_softmax", params={"n": n, "max_len": max_len, "fmt": vars(fmt),

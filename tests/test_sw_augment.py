@@ -8,7 +8,7 @@ from sw.augment import MASK, augment, neighbour_table
 from sw.cli import main
 from sw.data import Example
 from sw.tokenizer import WordPiece, default_model_dir
-from sw.train import _join_augmented
+from sw.train.data import join_augmented as _join_augmented
 from tests.test_sw_train import MICRO, micro_task_with_teacher, sets
 
 EXAMPLES = [Example("a truly terrific and funny movie", 1),
@@ -117,7 +117,7 @@ def test_train_with_augmented_cache(tmp_path, capsys):
 
 
 def test_holdout_can_be_drawn_from_long_examples():
-    from sw.train import _split_holdout
+    from sw.train.data import split_holdout as _split_holdout
 
     ex = [Example(" ".join(["w"] * (i % 5 + 1)), 0) for i in range(50)]
     perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from hw.layouts import AFFormat
-from hw.sfu_math import LN_FRAC
+from hw.sfu_tables import LN_FRAC
 from sw.adaptivfloat import encode
 from sw.golden.entropy import entropy, threshold_units
 from sw.golden.sfu_check import float_entropy, measure_entropy

@@ -127,7 +127,8 @@ def test_shared_layer_initialised_from_the_teacher(tmp_path, capsys):
 
 
 def test_gather_states_pads_each_row():
-    from sw.train import _gather_states, _join_states
+    from sw.train.data import gather_states as _gather_states
+    from sw.train.data import join_states as _join_states
 
     states = torch.arange(12.0).view(6, 2).half()
     offsets = torch.tensor([0, 2, 3, 6])  # rows of 2, 1 and 3 tokens
@@ -140,7 +141,7 @@ def test_gather_states_pads_each_row():
 
 
 def test_hidden_loss_ignores_padding_and_pools():
-    from sw.train import _hidden_loss
+    from sw.train.losses import hidden_loss as _hidden_loss
 
     proj = torch.nn.Identity()
     x = torch.tensor([[[1.0, 2.0], [3.0, 4.0], [100.0, 100.0]]])

@@ -116,7 +116,7 @@ def _fits(config, shape):
 
 
 def run(args):
-    from hw.matmul import MatmulConfig
+    from hw.matmul.config import MatmulConfig
     from sim.matmul_stimulus import random_case
     from sw.perf.matmul import matmul_cycles
     from sw.sparse import pack_bitmask

@@ -40,13 +40,13 @@ def evaluate_image(img, dev_examples):
     exit) and average layers."""
     from sw.export import model_from_image
     from sw.student import early_exit
-    from sw.tokenizer import WordPiece
-    from sw.train import _encode, evaluate_logits
+    from sw.tokenizer import WordPiece, encode_examples
+    from sw.train import evaluate_logits
 
     _check_vocab(img)
     model = model_from_image(img)
     tok = WordPiece(max_len=model.config.max_len)
-    batch, labels = _encode(tok, dev_examples)
+    batch, labels = encode_examples(tok, dev_examples)
     logits = evaluate_logits(model, batch)
     preds, layers = early_exit(logits, img.meta["threshold"])
     return {"accuracy_all_layers": float((logits[-1].argmax(-1) == labels).float().mean()),

@@ -60,7 +60,7 @@ def parse_params(items):
 def run(args):
     from amaranth.back import verilog
 
-    from hw.registry import blocks
+    from sim.selfcheck import blocks
 
     table = blocks()
     if args.list:

@@ -15,9 +15,8 @@ maximum subtracted (``d = x - max <= 0``, ``e = exp(d)``):
 4. ``exit = H < threshold`` (threshold register in the same format).
 """
 
-from hw.entropy import H_BITS
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
-from hw.sfu_math import ENT_TERM_SHIFT, EXP_FRAC, LN2, LN_FRAC, RECIP_FRAC
+from hw.sfu_tables import ENT_TERM_SHIFT, EXP_FRAC, H_BITS, LN2, LN_FRAC, RECIP_FRAC
 from sw.golden.af import to_fixed
 from sw.golden.sfu_math import exp_neg, ln_normalized, reciprocal
 

@@ -14,9 +14,8 @@ With ``X = sig << exp`` the exact integer value of each input code in units of i
 """
 
 
-from hw.layernorm import EPS_BITS
 from hw.layouts import DEFAULT_AF, AFFormat
-from hw.sfu_math import LN_Z_FRAC, RSQRT_FRAC
+from hw.sfu_tables import EPS_BITS, LN_Z_FRAC, RSQRT_FRAC
 from sw.adaptivfloat import decode_parts
 from sw.golden.af import requantize_scaled
 from sw.golden.sfu_math import rsqrt

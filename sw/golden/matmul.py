@@ -19,6 +19,7 @@ checks it, so the bias is added exactly, never rounded.
 import torch
 
 from hw.layouts import DEFAULT_AF, AFFormat
+from hw.matmul.config import bias_shift_range
 from sw.adaptivfloat import check_codes, decode_parts
 from sw.golden.af import accumulate, lane_product, requantize
 from sw.sparse import PackedWeights, unpack_bitmask
@@ -28,21 +29,6 @@ __all__ = ["bias_shift_range", "align_bias", "accumulate_matmul", "matmul"]
 # Rows of X per chunk of the broadcast lane products, so memory stays bounded (about 4 M
 # products per chunk) on large shapes.
 _CHUNK_PRODUCTS = 1 << 22
-
-
-def bias_shift_range(fmt: AFFormat = DEFAULT_AF):
-    """(smallest, largest) left shift that aligns a bias significand to the accumulator unit.
-
-    Raises ``ValueError`` when the smallest is negative: the bias could then not be added
-    exactly and would need a second rounding rule, which the design forbids.
-    """
-    lo = -2 * fmt.bias_max - fmt.offset + fmt.man_bits
-    hi = fmt.exp_max + fmt.bias_max - fmt.offset + fmt.man_bits
-    if lo < 0:
-        raise ValueError(
-            f"offset must be at most M - 2·bias_max = {fmt.man_bits - 2 * fmt.bias_max} so that "
-            f"a matmul bias aligns exactly to the accumulator unit, not {fmt.offset}")
-    return lo, hi
 
 
 def align_bias(bias, bias_x, bias_w, bias_b, fmt: AFFormat = DEFAULT_AF):

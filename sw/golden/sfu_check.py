@@ -149,7 +149,7 @@ def measure_entropy(rows=10_000, classes=2, seed=None, fmt: AFFormat = DEFAULT_A
     """
     import math
 
-    from hw.sfu_math import LN_FRAC
+    from hw.sfu_tables import LN_FRAC
     from sw.adaptivfloat import encode, weight_bias
     from sw.golden.entropy import entropy, entropy_exit, threshold_units
 

@@ -1,12 +1,12 @@
 """Golden fixed-point kernels of the special function units: exp, reciprocal, 1/sqrt, ln.
 
 Integer-exact models of the gateware helpers in :mod:`hw.sfu_math` (formats, tables and
-rounding are defined there, once). Every function takes and returns int64 tensors.
+rounding are defined once, in :mod:`hw.sfu_tables`). Every function takes and returns int64 tensors.
 """
 
 import torch
 
-from hw import sfu_math as k_
+from hw import sfu_tables as k_
 
 __all__ = ["exp_neg", "bit_length", "reciprocal", "rsqrt", "ln_normalized"]
 

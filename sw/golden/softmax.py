@@ -16,7 +16,7 @@ Row-wise over AdaptivFloat scores (the 1/sqrt(d) scale is folded into the query 
 import torch
 
 from hw.layouts import DEFAULT_AF, AFFormat, FixedFormat
-from hw.sfu_math import RECIP_FRAC, SPAN_MASK_FRAC
+from hw.sfu_tables import RECIP_FRAC, SPAN_MASK_FRAC
 from sw.adaptivfloat import round_to_code
 from sw.golden.af import to_fixed
 from sw.golden.sfu_math import exp_neg, reciprocal

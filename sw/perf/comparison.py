@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from hw.isa import Op
-from hw.sfu_math import LN_FRAC
+from hw.sfu_tables import LN_FRAC
 from sw.dvfs import build_table
 from sw.perf.energy import EnergyModel, Phase, summarize_actions
 from sw.program.compiler import compile_program

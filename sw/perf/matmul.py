@@ -6,7 +6,7 @@ What the engine (:mod:`hw.matmul`) does per run, and so what this model counts:
   ``start`` to the cycle before ``done``:
   ``1`` (shape check) ``+ Σ_row tiles (2 + stream cycles) + n + 10`` (flush: five token
   stages S1, S1b, S2..S4, n drain rows, bias and ReLU, three requantizer pipeline stages, the
-  code register, the Y write; ``hw.matmul.FLUSH_EXTRA`` = 10).
+  code register, the Y write; ``hw.matmul.config.FLUSH_EXTRA`` = 10).
 * stream cycles of a row tile: for every column block, every mask word (the n masks of
   ``k = j·n .. j·n+n-1``) takes ``max(1, number of non-zero masks in it)`` cycles: one per
   non-zero vector, or one idle scan for an all-zero word. The final cycle of a block (its
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hw.matmul import CHECK_CYCLES, FLUSH_EXTRA, PRIME_CYCLES
+from hw.matmul.config import CHECK_CYCLES, FLUSH_EXTRA, PRIME_CYCLES
 from sw.sparse import PackedWeights
 
 __all__ = ["MatmulCycles", "matmul_cycles", "dense_masks"]

@@ -6,6 +6,8 @@ first accepted input beat when input and output never stall; it is also the numb
 from the first input beat to the last output beat, inclusive.
 """
 
+from hw.checks import check_count
+
 __all__ = ["softmax_cycles", "layernorm_cycles", "entropy_cycles", "residual_cycles",
            "SOFTMAX_OVERHEAD", "LAYERNORM_OVERHEAD", "ENTROPY_OVERHEAD", "RESIDUAL_LATENCY"]
 
@@ -29,31 +31,24 @@ ENTROPY_OVERHEAD = 29
 RESIDUAL_LATENCY = 5
 
 
-def _check_beats(beats):
-    if not isinstance(beats, int) or isinstance(beats, bool) or beats < 1:
-        raise ValueError(f"beats must be a positive integer, not {beats!r}")
-    return beats
-
-
 def _max_wait(n):
     """Cycles the second pass waits for the beat's maximum over ``n`` lanes: its tree has one
     pipeline stage per compare level (``ceil(log2 n)``), at least two, and the pass is timed for
     two (n = 8: 1, n = 16: 2)."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, not {n!r}")
+    check_count("n", n)
     return max(0, (n - 1).bit_length() - 2)
 
 
 def softmax_cycles(beats, n):
     """Row period of :class:`hw.softmax.Softmax` with ``n`` lanes: three passes plus a fixed
     overhead, plus the sum pass's wait for the beat's maximum (n = 8: +1, n = 16: +2)."""
-    return 3 * _check_beats(beats) + SOFTMAX_OVERHEAD + _max_wait(n)
+    return 3 * check_count("beats", beats) + SOFTMAX_OVERHEAD + _max_wait(n)
 
 
 def layernorm_cycles(beats):
     """Row period of :class:`hw.layernorm.LayerNorm`: load pass, variance and inverse square
     root, output pass."""
-    return 2 * _check_beats(beats) + LAYERNORM_OVERHEAD
+    return 2 * check_count("beats", beats) + LAYERNORM_OVERHEAD
 
 
 def entropy_cycles(beats, n):
@@ -63,10 +58,10 @@ def entropy_cycles(beats, n):
     The beat's maximum takes one pipeline stage per compare level (``ceil(log2 n)``), at least
     two; the sum pass waits one cycle for each level past the second (n = 8: +1, n = 16: +2).
     """
-    return 2 * _check_beats(beats) + ENTROPY_OVERHEAD + _max_wait(n)
+    return 2 * check_count("beats", beats) + ENTROPY_OVERHEAD + _max_wait(n)
 
 
 def residual_cycles(beats):
     """Cycles from the first input beat to the last output beat of :class:`hw.residual.ResidualAdd`
     (a stream with no row structure: one beat per cycle after RESIDUAL_LATENCY cycles)."""
-    return _check_beats(beats) + RESIDUAL_LATENCY
+    return check_count("beats", beats) + RESIDUAL_LATENCY

@@ -16,7 +16,7 @@ import torch
 from hw.isa import EMBED_DESC, MATRIX_DESC, SCALAR_BYTES, WORD_BYTES
 from hw.memformats import MASK_BYTES, DvfsBlock, LnBlock, MaskBlock
 from hw.memmap import MemoryMap
-from hw.sfu_math import LN_FRAC
+from hw.sfu_tables import LN_FRAC
 from sw.adaptivfloat import decode
 from sw.golden.layernorm import eps_units
 from sw.golden.softmax import MASK_ONE

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from hw.sfu_math import LN_FRAC
+from hw.sfu_tables import LN_FRAC
 from sw.program.compiler import compile_program
 from sw.program.cycles import program_costs, summarize
 from sw.program.executor import GoldenExecutor

@@ -1,0 +1,134 @@
+"""Training configuration: the ``[student]``, ``[prune]`` and ``[train]`` sections, from defaults,
+a TOML file and ``section.key=value`` overrides."""
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hw.checks import check_count
+from sw.compress import PruneConfig
+from sw.student import StudentConfig
+
+__all__ = ["CALIB_METHODS", "HIDDEN_TARGETS", "RecipeConfig", "TrainConfig", "load_config"]
+
+CALIB_METHODS = ("max", "percentile", "mse")
+HIDDEN_TARGETS = ("tokens", "mean")
+
+
+@dataclass
+class RecipeConfig:
+    """Optimisation and recipe settings (the ``[train]`` section of a config file)."""
+
+    seed: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    ramp_lr: float = 1e-3
+    warmup: float = 0.05
+    weight_decay: float = 0.01
+    epochs: float = 3.0
+    ramp_epochs: float = 0.5
+    kd_temperature: float = 2.0
+    kd_alpha: float = 0.9
+    span_lambda: float = 0.02
+    qat_weights_from: float = 0.6
+    qat_acts_from: float = 0.92
+    holdout: int = 1000
+    holdout_min_words: int = 0
+    train_limit: int = 0
+    augment: int = 0
+    hidden_beta: float = 0.0
+    hidden_target: str = "tokens"
+    vocab_min_count: int = 1
+    pca_init: bool = True
+    teacher_init_layer: int = 0
+    teacher_init_examples: int = 512
+    ckpt_every: int = 200
+    calib_examples: int = 512
+    calib_method: str = "mse"
+    calib_percentile: float = 99.99
+    max_exit_loss: float = 1.0
+    predictor_bins: int = 16
+    dvfs_mhz: list = field(default_factory=lambda: [250, 500, 750, 1000])
+    dvfs_mv: list = field(default_factory=lambda: [500, 600, 700, 800])
+
+    def __post_init__(self):
+        if self.calib_method not in CALIB_METHODS:
+            raise ValueError(f"calib_method must be one of {CALIB_METHODS}, "
+                             f"not {self.calib_method!r}")
+        check_count("holdout_min_words", self.holdout_min_words, lo=0)
+        if self.hidden_target not in HIDDEN_TARGETS:
+            raise ValueError(f"hidden_target must be one of {HIDDEN_TARGETS}, "
+                             f"not {self.hidden_target!r}")
+        if self.hidden_beta < 0:
+            raise ValueError(f"hidden_beta must be >= 0, not {self.hidden_beta!r}")
+        if not isinstance(self.teacher_init_layer, int) or self.teacher_init_layer < 0:
+            raise ValueError(f"teacher_init_layer must be 0 (off) or a teacher layer (1-based), "
+                             f"not {self.teacher_init_layer!r}")
+        check_count("augment", self.augment, lo=0)
+        for f in ("batch_size", "holdout", "calib_examples", "predictor_bins", "ckpt_every",
+                  "teacher_init_examples"):
+            check_count(f, getattr(self, f))
+        if self.epochs <= 0 or self.ramp_epochs < 0:
+            raise ValueError(f"epochs must be > 0 and ramp_epochs >= 0, not {self.epochs!r}, "
+                             f"{self.ramp_epochs!r}")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ValueError(f"kd_alpha must be in [0, 1], not {self.kd_alpha!r}")
+        if not 0.0 <= self.qat_weights_from <= self.qat_acts_from <= 1.0:
+            raise ValueError("need 0 <= qat_weights_from <= qat_acts_from <= 1")
+        if len(self.dvfs_mhz) != len(self.dvfs_mv) or not self.dvfs_mhz:
+            raise ValueError("dvfs_mhz and dvfs_mv must be non-empty lists of equal length")
+        if sorted(self.dvfs_mhz) != list(self.dvfs_mhz):
+            raise ValueError(f"dvfs_mhz must be ascending, not {self.dvfs_mhz!r}")
+
+
+@dataclass
+class TrainConfig:
+    """Everything a run needs: ``[student]``, ``[prune]`` and ``[train]`` sections."""
+
+    student: StudentConfig = field(default_factory=StudentConfig)
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    train: RecipeConfig = field(default_factory=RecipeConfig)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        sections = {"student": StudentConfig, "prune": PruneConfig, "train": RecipeConfig}
+        unknown = set(d) - set(sections)
+        if unknown:
+            raise ValueError(f"unknown config sections: {sorted(unknown)}")
+        out = {}
+        for name, kind in sections.items():
+            sec = dict(d.get(name, {}))
+            known = {f.name for f in dataclasses.fields(kind)}
+            bad = set(sec) - known
+            if bad:
+                raise ValueError(f"unknown keys in [{name}]: {sorted(bad)}")
+            out[name] = kind(**sec)
+        return cls(**out)
+
+
+def _parse_value(text):
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def load_config(path=None, overrides=()):
+    """Defaults, then the TOML file ``path``, then ``section.key=value`` overrides."""
+    d = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+        d = tomllib.loads(path.read_text())
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not name:
+            raise ValueError(f"override must look like section.key=value, not {item!r}")
+        d.setdefault(section, {})[name] = _parse_value(value.strip())
+    return TrainConfig.from_dict(d)
