@@ -7,8 +7,9 @@ that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:
   a dense ``k x cols`` matrix (activations are fed dense: every vector is issued);
 * SOFTMAX, LAYERNORM: ``rows`` row periods (rows stream back to back); ENTROPY: one row of
   ``ceil(classes / n)`` beats; ADD: one stream of ``rows * cols / n`` beats;
-* EMBED: per row, the row pointer then ``E / n`` beats (:data:`hw.timing.EMBED_ROW_OVERHEAD`),
-  plus the ReRAM latency once; DVFS: :data:`hw.timing.DVFS_CYCLES`.
+* EMBED: :func:`hw.timing.embed_cycles` (per token row the token entry, the row pointer and
+  masks, then per vector the fixed ReRAM words of its position, segment and packed values; the
+  padding rows one beat per cycle); DVFS: :data:`hw.timing.DVFS_CYCLES`.
 
 Alongside the cycles it counts the actions an energy model prices (:class:`Cost`): MACs
 issued, SFU elements, and bytes read and written per memory (activations as n-code bank words;
@@ -17,10 +18,8 @@ weights as the words the engine streams).
 
 from dataclasses import dataclass, field
 
-import torch
-
 from hw.isa import Op, decode_program
-from hw.timing import DVFS_CYCLES, EMBED_ROW_OVERHEAD, END_CYCLES, FETCH_CYCLES
+from hw.timing import DVFS_CYCLES, END_CYCLES, FETCH_CYCLES, embed_cycles, embed_reram_reads
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.perf.sfu import entropy_cycles, layernorm_cycles, residual_cycles, softmax_cycles
 
@@ -52,8 +51,9 @@ class Cost:
 def command_cost(cmd, executor, token_rows=None):
     """:class:`Cost` of one decoded command; ``executor`` (a
     :class:`~sw.program.executor.GoldenExecutor`) gives the memories (weight masks, the
-    embedding table). ``token_rows`` (the sentence's token-table rows) makes EMBED's ReRAM
-    bytes exact; without it the table's average row is used."""
+    embedding table). ``token_rows`` (the sentence's token-table rows) is accepted for callers
+    that price one sentence; EMBED's ReRAM reads no longer depend on it (the unit reads a fixed
+    number of words per row and vector: :func:`hw.timing.embed_reram_reads`)."""
     n = executor.n
     fetch = {"prog": 16}
     if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
@@ -97,17 +97,13 @@ def command_cost(cmd, executor, token_rows=None):
                     sfu_elements=cmd.classes, reads={"act": beats * n, "aux": 4, **fetch})
     if cmd.op is Op.EMBED:
         rows, cols = cmd.rows * n, cmd.cols * n
-        table, _, _ = executor.embed_tables(cmd.desc)
-        nnz_rows = (table != 0).sum(1)
-        if token_rows is None:
-            nnz = float(nnz_rows.double().mean()) * cmd.tokens
-        else:
-            nnz = int(nnz_rows[torch.as_tensor(token_rows)].sum())
-        mask_bytes = max(1, -(-n // 8))
-        reram = int(round(cmd.tokens * (4 + (cols // n) * mask_bytes + 2 * cols) + nnz))
-        cycles = rows * (cmd.cols + EMBED_ROW_OVERHEAD) + executor.mm.reram_latency
+        mm = executor.mm
+        # The unit reads a fixed number of ReRAM words per row and vector, whatever the data.
+        reram = embed_reram_reads(cmd.cols, cmd.tokens, n, mm.reram_word_bytes)
+        cycles = embed_cycles(cmd.rows, cmd.cols, cmd.tokens, n, mm.reram_word_bytes,
+                              mm.reram_latency)
         return Cost("embed", FETCH_CYCLES + cycles, sfu_elements=rows * cols,
-                    reads={"reram": reram, "aux": 4 * cmd.tokens, **fetch},
+                    reads={"reram": reram * mm.reram_word_bytes, "aux": 4 * cmd.tokens, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.DVFS:
         return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES, reads={"aux": 4 * (cmd.bins + 2), **fetch})
