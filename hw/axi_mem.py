@@ -170,17 +170,22 @@ class AxiMem(wiring.Component):
             word, lane = self._split(w, w_addr)
             sel = beat & w_ok & (w_win == i)
             # Bytes of each lane past the word: writable only with zero.
-            pad = Array(Const(sum(1 << j for j in range(BUS_BYTES)
-                                  if k * BUS_BYTES + j >= w.word_bytes), BUS_BYTES)
-                        for k in range(w.lanes))[lane]
-            bad = Cat(pad[j] & ax.wstrb[j] & (ax.wdata[8 * j:8 * j + 8] != 0)
-                      for j in range(BUS_BYTES)).any()
+            masks = [sum(1 << j for j in range(BUS_BYTES) if k * BUS_BYTES + j >= w.word_bytes)
+                     for k in range(w.lanes)]
+            bad = Const(0, 1)
+            if any(masks):
+                pad = Const(sum(v << BUS_BYTES * k for k, v in enumerate(masks)),
+                            BUS_BYTES * w.lanes).word_select(lane, BUS_BYTES)
+                bad = Cat(pad[j] & ax.wstrb[j] & (ax.wdata[8 * j:8 * j + 8] != 0)
+                          for j in range(BUS_BYTES)).any()
             pads.append(sel & bad)
+            hit = Signal(w.lanes, name=f"{w.memory}_lane_hit")
+            m.d.comb += hit.eq(Mux(sel & ~bad, 1 << lane, 0))
             copies = -(-w.word_bytes // BUS_BYTES)
             m.d.comb += [
                 wr.addr.eq(word),
                 wr.data.eq(ax.wdata.replicate(copies)),
-                wr.en.eq(Cat((sel & ~bad & (lane == b // BUS_BYTES) & ax.wstrb[b % BUS_BYTES])
+                wr.en.eq(Cat(hit[b // BUS_BYTES] & ax.wstrb[b % BUS_BYTES]
                              for b in range(w.word_bytes))),
             ]
         m.d.comb += pad_err.eq(Cat(pads).any())
@@ -201,8 +206,8 @@ class AxiMem(wiring.Component):
             word, lane = self._split(w, r_addr)
             m.d.comb += [rd.addr.eq(word), rd.en.eq(issue & r_ok & (r_win == i))]
             padded = Cat(rd.data, Const(0, 8 * w.stride - len(rd.data)))
-            lanes.append(Array(padded[32 * k:32 * k + 32] for k in range(w.lanes))[
-                r_lane[:max(1, _log2(w.lanes))]])
+            lanes.append(padded.word_select(r_lane[:max(1, _log2(w.lanes))], 8 * BUS_BYTES)
+                         if w.lanes > 1 else padded)
         with m.If(issue):
             m.d.sync += [r_lane.eq(Array(self._split(w, r_addr)[1] for w in self._windows)[r_win]),
                          r_addr.eq(self._next(r_addr, r_size, r_burst))]
