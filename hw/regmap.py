@@ -409,7 +409,11 @@ class RegisterMap:
         return out
 
     def to_markdown(self):
-        """Markdown tables: registers and fields, error codes, memory windows."""
+        """Markdown of :meth:`markdown_tables`, separated by blank lines."""
+        return "\n\n".join(self.markdown_tables())
+
+    def markdown_tables(self):
+        """Markdown tables ``(registers and fields, error codes, memory windows)``."""
         rows = ["| offset | register | access | reset | bits | field | meaning |",
                 "|---|---|---|---|---|---|---|"]
         for r in self._registers:
@@ -426,7 +430,7 @@ class RegisterMap:
                 "|---|---|---|---|---|---|---|"]
         wins += [f"| {w.memory} | `{w.base:#010x}` | `{w.size:#x}` | {w.word_bytes} | "
                  f"{w.stride} | {w.depth} | `{w.data_end:#010x}` |" for w in windows(self._memmap)]
-        return "\n\n".join("\n".join(t) for t in (rows, errors, wins))
+        return tuple("\n".join(t) for t in (rows, errors, wins))
 
 
 # --- AXI4 memory windows --------------------------------------------------------------------
