@@ -23,6 +23,11 @@ def _log2(x):
     return (x - 1).bit_length()
 
 
+def _within(value, lo, hi):
+    """``lo <= value < hi``, without a comparison that is constant (Verilator's UNSIGNED)."""
+    return (value < hi) if lo == 0 else (value >= lo) & (value < hi)
+
+
 class AxiMem(wiring.Component):
     """AXI4 slave decoding the memory windows onto one write and one read port per memory.
 
@@ -101,8 +106,8 @@ class AxiMem(wiring.Component):
                                 ((addr >> size) << size) + (length << size)))
         starts, fits = [], []
         for w in self._windows:
-            starts.append((addr >= w.base) & (addr < w.data_end))
-            fits.append((last >= w.base) & (last < w.data_end))
+            starts.append(_within(addr, w.base, w.data_end))
+            fits.append(_within(last, w.base, w.data_end))
         ok, index, bad = Signal(name=f"{name}_ok"), Signal(range(len(self._windows))), \
             Signal(aw, name=f"{name}_bad")
         m.d.comb += bad.eq(addr)
