@@ -5,7 +5,7 @@ import pytest
 
 from hw.memmap import MemoryMap
 from sim.axi_mem_top import AxiMemTop
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 
 # Small memories with every case of the window map: 6-byte ReRAM words (padding bytes in a
 # lane), 2-byte mask words (n = 4), 16-byte words over four lanes, depths that are not powers
@@ -18,8 +18,7 @@ MEMMAP = MemoryMap(n=4, reram_bytes=96, reram_word_bytes=6, desc_words=8, wmask_
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_axi_mem(simulator):
-    if not simulator_available(simulator):
-        pytest.skip(f"{simulator} not installed")
+    require_simulator(simulator)
     res = run_cocotb(AxiMemTop(memmap=MEMMAP), "axi_mem_top", "sim.tb_axi_mem",
                      simulator=simulator, params={"memmap": vars(MEMMAP)})
     assert res["tests"] == 3

@@ -6,7 +6,7 @@ from hw.csr import Csr
 from hw.layouts import AFFormat
 from hw.memmap import MemoryMap
 from hw.regmap import RegisterMap
-from sim.runner import run_cocotb, simulator_available
+from sim.runner import require_simulator, run_cocotb
 
 # Small, non-default parameters: the CFG registers must show these, not the defaults.
 MEMMAP = MemoryMap(n=4, reram_bytes=4096, reram_word_bytes=8, desc_words=16, wmask_words=64,
@@ -18,8 +18,7 @@ FMT = AFFormat(n_bits=8, exp_bits=4, offset=-12, bias_bits=3)
 @pytest.mark.slow
 @pytest.mark.parametrize("simulator", ["icarus", "verilator"])
 def test_csr(simulator):
-    if not simulator_available(simulator):
-        pytest.skip(f"{simulator} not installed")
+    require_simulator(simulator)
     res = run_cocotb(Csr(regmap=RegisterMap(memmap=MEMMAP, fmt=FMT)), "csr", "sim.tb_csr",
                      simulator=simulator, params={"memmap": vars(MEMMAP), "fmt": vars(FMT)})
     assert res["tests"] == 7
