@@ -1,14 +1,20 @@
 """Cycle and action model of a whole program ([P1], [P2]): what every command costs.
 
 Each command costs :data:`hw.timing.FETCH_CYCLES` plus its unit's cycles, from the unit models
-that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:`sw.perf.sfu`):
+that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:`sw.perf.sfu`)
+and the sequencer's own (:mod:`hw.timing`); the accelerator top's per-command cycle counter
+equals it (tests/test_hw_top.py):
 
-* MATMUL: the engine run on the matrix's masks (zero vectors skipped); MATMUL_ACT: the same on
-  a dense ``k x cols`` matrix (activations are fed dense: every vector is issued);
-* SOFTMAX, LAYERNORM: ``rows`` row periods (rows stream back to back); ENTROPY: one row of
-  ``ceil(classes / n)`` beats; ADD: one stream of ``rows * cols / n`` beats;
+* MATMUL: copy X into the engine (n cycles per tile), the engine run on the matrix's masks
+  (zero vectors skipped), copy Y back (n cycles per tile), :data:`hw.timing.MATMUL_OVERHEAD`;
+  MATMUL_ACT: the same with w copied too, on a dense ``k x cols`` matrix (activations are
+  fed dense: every vector is issued);
+* SOFTMAX, LAYERNORM: :data:`hw.timing.SFU_PROLOGUE`, then ``rows`` row periods (rows stream
+  back to back); ENTROPY: the prologue and one row of ``ceil(classes / n)`` beats; ADD: the
+  prologue and one stream of ``rows * cols / n`` beats;
 * EMBED: per row, the row pointer then ``E / n`` beats (:data:`hw.timing.EMBED_ROW_OVERHEAD`),
-  plus the ReRAM latency once; DVFS: :data:`hw.timing.DVFS_CYCLES`.
+  plus the ReRAM latency once (not yet held to RTL); DVFS: :data:`hw.timing.DVFS_CYCLES` plus
+  one cycle per bin.
 
 Alongside the cycles it counts the actions an energy model prices (:class:`Cost`): MACs
 issued, SFU elements, and bytes read and written per memory (activations as n-code bank words;
@@ -20,7 +26,15 @@ from dataclasses import dataclass, field
 import torch
 
 from hw.isa import Op, decode_program
-from hw.timing import DVFS_CYCLES, EMBED_ROW_OVERHEAD, END_CYCLES, FETCH_CYCLES
+from hw.timing import (
+    DVFS_CYCLES,
+    EMBED_ROW_OVERHEAD,
+    END_CYCLES,
+    FETCH_CYCLES,
+    MATMUL_OVERHEAD,
+    SFU_PROLOGUE,
+    matmul_copy_cycles,
+)
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.perf.sfu import entropy_cycles, layernorm_cycles, residual_cycles, softmax_cycles
 
@@ -68,32 +82,34 @@ def command_cost(cmd, executor, token_rows=None):
             w_reads = {"act": cmd.rows * (cols // n) * k * n}
         rows = cmd.rows * n
         mc = matmul_cycles(masks, rows, n)
+        w_tiles = cmd.k * cmd.cols if cmd.op is Op.MATMUL_ACT else 0
+        copies = matmul_copy_cycles(cmd.rows * (k // n), w_tiles, cmd.rows * (cols // n), n)
         reads = {"act": cmd.rows * (cols // n) * (k // n) * n * n, **fetch}
         for mem, b in w_reads.items():
             reads[mem] = reads.get(mem, 0) + b
-        return Cost("matmul", FETCH_CYCLES + mc.total, macs=mc.macs, mac_cycles=mc.mac,
+        return Cost("matmul", FETCH_CYCLES + copies + MATMUL_OVERHEAD + mc.total, macs=mc.macs, mac_cycles=mc.mac,
                     issued_macs=mc.mac * n * n, skipped=mc.skipped, stall=mc.stall,
                     reads=reads, writes={"act": rows * cols})
     if cmd.op is Op.SOFTMAX:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("softmax", FETCH_CYCLES + rows * softmax_cycles(cmd.cols, n),
+        return Cost("softmax", FETCH_CYCLES + SFU_PROLOGUE + rows * softmax_cycles(cmd.cols, n),
                     sfu_elements=rows * cols,
                     reads={"act": rows * cols, "aux": 2 * cols, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.LAYERNORM:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("layernorm", FETCH_CYCLES + rows * layernorm_cycles(cmd.cols),
+        return Cost("layernorm", FETCH_CYCLES + SFU_PROLOGUE + rows * layernorm_cycles(cmd.cols),
                     sfu_elements=rows * cols,
                     reads={"act": 2 * rows * cols, "aux": rows * 2 * cols + 4, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.ADD:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("add", FETCH_CYCLES + residual_cycles(cmd.rows * n * cmd.cols),
+        return Cost("add", FETCH_CYCLES + SFU_PROLOGUE + residual_cycles(cmd.rows * n * cmd.cols),
                     sfu_elements=rows * cols, reads={"act": 2 * rows * cols, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.ENTROPY:
         beats = -(-cmd.classes // n)
-        return Cost("entropy", FETCH_CYCLES + entropy_cycles(beats, n),
+        return Cost("entropy", FETCH_CYCLES + SFU_PROLOGUE + entropy_cycles(beats, n),
                     sfu_elements=cmd.classes, reads={"act": beats * n, "aux": 4, **fetch})
     if cmd.op is Op.EMBED:
         rows, cols = cmd.rows * n, cmd.cols * n
@@ -110,7 +126,7 @@ def command_cost(cmd, executor, token_rows=None):
                     reads={"reram": reram, "aux": 4 * cmd.tokens, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.DVFS:
-        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES, reads={"aux": 4 * (cmd.bins + 2), **fetch})
+        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES + cmd.bins, reads={"aux": 4 * (cmd.bins + 2), **fetch})
     return Cost("sequencer", FETCH_CYCLES + END_CYCLES, reads=dict(fetch))
 
 
