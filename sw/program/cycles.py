@@ -87,7 +87,8 @@ def command_cost(cmd, executor, token_rows=None):
         reads = {"act": cmd.rows * (cols // n) * (k // n) * n * n, **fetch}
         for mem, b in w_reads.items():
             reads[mem] = reads.get(mem, 0) + b
-        return Cost("matmul", FETCH_CYCLES + copies + MATMUL_OVERHEAD + mc.total, macs=mc.macs, mac_cycles=mc.mac,
+        return Cost("matmul", FETCH_CYCLES + copies + MATMUL_OVERHEAD + mc.total, macs=mc.macs,
+                    mac_cycles=mc.mac,
                     issued_macs=mc.mac * n * n, skipped=mc.skipped, stall=mc.stall,
                     reads=reads, writes={"act": rows * cols})
     if cmd.op is Op.SOFTMAX:
@@ -126,7 +127,8 @@ def command_cost(cmd, executor, token_rows=None):
                     reads={"reram": reram, "aux": 4 * cmd.tokens, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.DVFS:
-        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES + cmd.bins, reads={"aux": 4 * (cmd.bins + 2), **fetch})
+        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES + cmd.bins,
+                    reads={"aux": 4 * (cmd.bins + 2), **fetch})
     return Cost("sequencer", FETCH_CYCLES + END_CYCLES, reads=dict(fetch))
 
 
