@@ -146,6 +146,17 @@ def test_errors_stop_with_a_code_and_the_pc():
         raise AssertionError("the top hung")
 
     async def bench(ctx):
+        # The host writes a tile word and reads it back while the top is idle.
+        tile = int.from_bytes(bytes(range(1, 17)), "little")
+        ctx.set(dut.host_act.valid, 1)
+        ctx.set(dut.host_act.payload, {"addr": 5, "data": tile})
+        await ctx.tick()
+        ctx.set(dut.host_act.valid, 0)
+        ctx.set(dut.host_rd_en, 1)
+        ctx.set(dut.host_rd_addr, 5)
+        await ctx.tick()
+        ctx.set(dut.host_rd_en, 0)
+        results.append(ctx.get(dut.host_rd_data) == tile)
         for _, word, cmd, _, _ in _ERRORS:
             results.append(await load_and_run(ctx, [encode(cmd) if word is None else word]))
         # The second command fails: the first one ran.
@@ -157,6 +168,7 @@ def test_errors_stop_with_a_code_and_the_pc():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
+    assert results.pop(0), "the host read back another tile than it wrote"
     want = [(int(code), pc) for _, _, _, code, pc in _ERRORS]
     want += [(TopError.ILLEGAL_OPCODE, 1), (TopError.PC_OVERFLOW, _MM.prog_words)]
     assert results == want, [(e[0], r, w) for e, r, w in zip(_ERRORS, results, want,

@@ -89,6 +89,8 @@ class Top(wiring.Component):
         memories (``lay.symbols["wmask"]["act.ones"]`` ...).
     host_act, host_aux, host_desc, host_prog : in, host write streams {addr, data}.
     host_wmask, host_wval, host_wbias : in, the engine's m_w / v_w / b_w streams.
+    host_rd_en, host_rd_addr, host_rd_data : the host's act reads while idle (a tile word,
+        bank i in bits ``i * n * N``, the cycle after the address).
     """
 
     def __init__(self, *, memmap: MemoryMap = MemoryMap(n=4), fmt: AFFormat = DEFAULT_AF,
@@ -133,6 +135,8 @@ class Top(wiring.Component):
             "host_wmask": In(stream.Signature(eng["m_w"])),
             "host_wval": In(stream.Signature(eng["v_w"])),
             "host_wbias": In(stream.Signature(eng["b_w"])),
+            "host_rd_en": In(1), "host_rd_addr": In(range(memmap.act_words)),
+            "host_rd_data": Out(n * n * fmt.n_bits),
         })
 
     @property
@@ -172,6 +176,11 @@ class Top(wiring.Component):
         # Read ports are enabled (and hold their data) only where the sequencer says so.
         for p in (*mem.act_a, *mem.act_b, mem.aux_a, mem.aux_b, mem.desc_rd, mem.prog_rd):
             m.d.comb += p.en.eq(0)
+        # The host reads act tile words while the top is idle (data a cycle after the address).
+        with m.If(~busy):
+            for p in mem.act_a:
+                m.d.comb += [p.addr.eq(self.host_rd_addr), p.en.eq(self.host_rd_en)]
+        m.d.comb += self.host_rd_data.eq(Cat(p.data for p in mem.act_a))
 
         # ---- command register and decoding --------------------------------------------------
         pc = Signal(range(mm.prog_words + 1))
@@ -265,7 +274,7 @@ class Top(wiring.Component):
         m.d.sync += [self.total_act_reads.eq(self.total_act_reads + act_r),
                      self.total_act_writes.eq(self.total_act_writes + act_wr),
                      self.total_aux_reads.eq(self.total_aux_reads + aux_r)]
-        m.d.comb += [act_r.eq(mem.act_a[0].en + mem.act_b[0].en),
+        m.d.comb += [act_r.eq(Mux(busy, mem.act_a[0].en + mem.act_b[0].en, 0)),
                      act_wr.eq(Cat(wp.en for wp in mem.act_w).any() & busy),
                      aux_r.eq(mem.aux_a.en + mem.aux_b.en)]
         ent_rec = Array(Signal(H_BITS, name=f"ent{i}") for i in range(self._layers))
