@@ -37,6 +37,7 @@ from hw.matmul import COUNTER_BITS, MatmulConfig, MatrixEngine
 from hw.matmul.engine import payload_layouts
 from hw.memformats import MASK_BYTES
 from hw.memmap import MemoryMap
+from hw.registry import register_block
 from hw.residual import ResidualAdd
 from hw.sfu_tables import EPS_BITS, H_BITS, SPAN_MASK_FRAC
 from hw.softmax import Softmax
@@ -44,7 +45,7 @@ from hw.top.decode import desc_fields, fields, reserved
 from hw.top.errors import ERROR_BITS, TopError
 from hw.top.memories import build_memories, host_layouts, make_memories
 
-__all__ = ["Top"]
+__all__ = ["Top", "build_top"]
 
 _MASK_BITS = SPAN_MASK_FRAC + 1
 _SFU_OPS = (Op.SOFTMAX, Op.LAYERNORM, Op.ADD, Op.ENTROPY)
@@ -643,3 +644,22 @@ class Top(wiring.Component):
                     m.d.comb += [wp.data.eq(eng.y_rsp.payload.data),
                                  wp.en.eq(Mux(yd_j == i, (1 << n) - 1, 0))]
         return m
+
+
+# Tiny defaults (n = 4): the memories hold the tiny image of sw.tiny_image and its programs.
+_TINY = {"n": 4, "desc_words": 16, "wmask_words": 256, "wval_words": 1024, "wbias_words": 64,
+         "act_words": 256, "aux_words": 128, "prog_words": 64, "max_k": 64, "max_len": 64,
+         "max_classes": 16, "dvfs_bins": 8, "max_layers": 8}
+_MEMMAP_KEYS = ("n", "desc_words", "wmask_words", "wval_words", "wbias_words", "act_words",
+                "aux_words", "prog_words")
+
+
+def build_top(**p):
+    """The top of the flat parameters ``edgebert verilog -b top -p`` sets."""
+    mm = MemoryMap(**{k: p[k] for k in _MEMMAP_KEYS})
+    return Top(memmap=mm, **{k: v for k, v in p.items() if k not in _MEMMAP_KEYS})
+
+
+register_block(
+    "top", "accelerator top: memories, matrix engine, SFUs, DVFS and the command sequencer",
+    build=build_top, params=_TINY)
