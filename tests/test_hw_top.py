@@ -59,9 +59,14 @@ def _check(run, golden, costs):
     assert run.status["total_cycles"] == sum(c[2] for c in run.commands)
 
 
-@pytest.mark.parametrize("sentence", [0, 1, 3])
-def test_whole_program_bit_exact_with_model_cycles(tiny, sentence):
-    run, golden, costs = _run(tiny, TINY_SENTENCES[sentence], early_exit=False)
+# 8, 12 and 12 tokens, and a pair truncated to max_len = 16 (four row tiles).
+TEXTS = [TINY_SENTENCES[0], TINY_SENTENCES[1], TINY_SENTENCES[3],
+         f"{TINY_SENTENCES[0]} {TINY_SENTENCES[3]}"]
+
+
+@pytest.mark.parametrize("text", TEXTS)
+def test_whole_program_bit_exact_with_model_cycles(tiny, text):
+    run, golden, costs = _run(tiny, text, early_exit=False)
     _check(run, golden, costs)
     ops = {c[1] for c in run.commands}
     assert ops == set(Op) - {Op.EMBED}
