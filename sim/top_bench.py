@@ -18,7 +18,7 @@ from hw.isa import Op, decode_program
 from hw.top.memories import word_images
 from hw.top.top import Top
 
-__all__ = ["TopRun", "run_top"]
+__all__ = ["TopRun", "run_top", "build_top", "final_act"]
 
 
 @dataclass
@@ -44,16 +44,16 @@ def _dst_words(cmd, codes, n):
     return out
 
 
-def _words(lay, memory, n_bits):
+def _words(lay, memory):
     wb = lay.memmap.word_bytes(memory)
     raw = bytes(lay.images[memory])
     return [int.from_bytes(raw[i:i + wb], "little") for i in range(0, len(raw), wb)]
 
 
-def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_kwargs=None):
-    """Run ``program_bytes`` on :class:`hw.top.top.Top` for one sentence whose golden run
-    (``GoldenExecutor.run(..., trace=True)``, batch of one) is ``golden``. Returns a
-    :class:`TopRun`; stops comparing at the first mismatch."""
+def build_top(lay, program_bytes, golden, *, start_pc=1, top_kwargs=None):
+    """The :class:`~hw.top.top.Top` of ``lay`` with aux, desc, prog (``program_bytes``) and,
+    for the commands before ``start_pc``, their golden outputs in act as initial contents.
+    Returns ``(top, commands, trace by command index, weight words by memory)``."""
     mm, n = lay.memmap, lay.n
     cmds = decode_program(bytes(program_bytes))
     trace = {t.index: t for t in golden.trace}
@@ -64,10 +64,29 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
     images["prog"] = bytes(program_bytes)
     init = word_images(mm, images, act)
     dut = Top(memmap=mm, fmt=lay.fmt, init=init, **(top_kwargs or {}))
+    weights = {m: _words(lay, m) for m in ("wmask", "wval", "wbias")}
+    return dut, cmds, trace, weights
+
+
+def final_act(lay, cmds, golden):
+    """``{act word: n x n tile}`` of every word the golden run wrote, as it ends."""
+    out = {}
+    for t in golden.trace:
+        if "codes" in t.data:
+            out.update(_dst_words(cmds[t.index], t.data["codes"][0], lay.n))
+    return out
+
+
+def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_kwargs=None):
+    """Run ``program_bytes`` on :class:`hw.top.top.Top` for one sentence whose golden run
+    (``GoldenExecutor.run(..., trace=True)``, batch of one) is ``golden``. Returns a
+    :class:`TopRun`; stops comparing at the first mismatch."""
+    n = lay.n
+    dut, cmds, trace, weights = build_top(lay, program_bytes, golden, start_pc=start_pc,
+                                          top_kwargs=top_kwargs)
     banks = dut.memories["act"]
     nb = lay.fmt.n_bits
     run = TopRun()
-    weights = {m: _words(lay, m, nb) for m in ("wmask", "wval", "wbias")}
 
     def tile(ctx, word):
         t = torch.zeros(n, n, dtype=torch.uint8)
