@@ -247,29 +247,14 @@ def check_matmul(**params):
 def check_top(**params):
     """One tiny-image sentence (:mod:`sw.tiny_image`) on the top: every command's destination
     equals the golden trace and its cycle counter the cycle model."""
-    from hw.memmap import MemoryMap
-    from hw.top.top import _MEMMAP_KEYS
-    from sim.top_bench import run_top
-    from sw.program.compiler import compile_program
-    from sw.program.cycles import program_costs
-    from sw.program.executor import GoldenExecutor
-    from sw.program.frontend import encode_texts
-    from sw.program.layout import lay_out
-    from sw.tiny_image import TINY_SENTENCES, build_tiny_image
+    from sim.top_bench import run_top, tiny_sentence
 
-    img, _ = build_tiny_image()
     if params["n"] != 4:
         raise ValueError(f"the top's self-check runs the tiny image (n = 4), not n = {params['n']}")
-    lay = lay_out(img, MemoryMap(**{k: params[k] for k in _MEMMAP_KEYS}))
-    ex = GoldenExecutor(lay)
-    (e,), _ = encode_texts(lay, [TINY_SENTENCES[2]])
-    words = compile_program(lay, e.length, early_exit=False).program_bytes()
-    golden = ex.run(words, e.rows[None], e.segments[None], trace=True)
-    run = run_top(lay, words, golden, top_kwargs={k: v for k, v in params.items()
-                                                  if k not in _MEMMAP_KEYS})
+    lay, words, golden, costs, kwargs = tiny_sentence(params, 2)
+    run = run_top(lay, words, golden, top_kwargs=kwargs)
     if run.mismatch:
         raise AssertionError(run.mismatch)
-    costs = program_costs(words, ex, e.rows)
     for pc, op, cycles, *_ in run.commands:
         if cycles != costs[pc].cycles:
             raise AssertionError(f"command {pc} ({op.name}) took {cycles} cycles, the model "

@@ -18,7 +18,7 @@ from hw.isa import Op, decode_program
 from hw.top.memories import word_images
 from hw.top.top import Top
 
-__all__ = ["TopRun", "run_top", "build_top", "final_act"]
+__all__ = ["TopRun", "run_top", "build_top", "final_act", "tiny_sentence"]
 
 
 @dataclass
@@ -162,3 +162,27 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
     sim.add_testbench(bench)
     sim.run()
     return run
+
+
+def tiny_sentence(params, sentence):
+    """The tiny image (:mod:`sw.tiny_image`) laid out for the top's flat ``params``
+    (:data:`hw.top.top._TINY`), the program of ``TINY_SENTENCES[sentence]`` (every layer run),
+    its golden run with the trace and the cycle model: ``(layout, program bytes, golden,
+    costs, top keyword arguments)``."""
+    from hw.memmap import MemoryMap
+    from hw.top.top import _MEMMAP_KEYS
+    from sw.program.compiler import compile_program
+    from sw.program.cycles import program_costs
+    from sw.program.executor import GoldenExecutor
+    from sw.program.frontend import encode_texts
+    from sw.program.layout import lay_out
+    from sw.tiny_image import TINY_SENTENCES, build_tiny_image
+
+    img, _ = build_tiny_image()
+    lay = lay_out(img, MemoryMap(**{k: params[k] for k in _MEMMAP_KEYS}))
+    ex = GoldenExecutor(lay)
+    (e,), _ = encode_texts(lay, [TINY_SENTENCES[sentence]])
+    words = compile_program(lay, e.length, early_exit=False).program_bytes()
+    golden = ex.run(words, e.rows[None], e.segments[None], trace=True)
+    kwargs = {k: v for k, v in params.items() if k not in _MEMMAP_KEYS}
+    return lay, words, golden, program_costs(words, ex, e.rows), kwargs

@@ -145,6 +145,10 @@ class Top(wiring.Component):
         return self._mm
 
     @property
+    def engine_config(self):
+        return self._cfg
+
+    @property
     def memories(self):
         """``{"act": [bank Memory ...], "aux", "desc", "prog": Memory}`` (testbenches read
         them with ``ctx.get(mem.data[i])``)."""
