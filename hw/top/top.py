@@ -41,7 +41,8 @@ from hw.registry import register_block
 from hw.residual import ResidualAdd
 from hw.sfu_tables import EPS_BITS, H_BITS, SPAN_MASK_FRAC
 from hw.softmax import Softmax
-from hw.top.decode import desc_fields, fields, reserved
+from hw.top.checks import build_checks
+from hw.top.decode import desc_fields, fields
 from hw.top.errors import ERROR_BITS, TopError
 from hw.top.memories import build_memories, host_layouts, make_memories
 
@@ -196,75 +197,12 @@ class Top(wiring.Component):
         D = desc_fields(mem.desc_rd.data)
         is_op = {o: op == o for o in Op}
 
-        # ---- checks (comb, from the command register and the descriptor read) --------------
-        act_words, aux_words = mm.act_words, mm.aux_words
-        code = Signal(ERROR_BITS)
-        checks = [(op > max(Op), TopError.ILLEGAL_OPCODE)]
-        checks += [(is_op[o] & reserved(cmd, o), TopError.RESERVED_BITS) for o in Op]
-        wb = mm.word_bytes("aux")
-        for o in Op:
-            f, bad = F[o], []
-            for name, v in f.items():
-                if name.startswith("bias_"):
-                    bad.append(v > fmt.bias_max)
-                if name in ("rows", "cols", "k"):
-                    bad.append(v == 0)
-                if name.endswith("_addr"):
-                    bad.append(v >= aux_words)
-            if "desc" in f:
-                bad.append(f["desc"] >= mm.desc_words)
-            if o is Op.ENTROPY:
-                bad += [f["classes"] == 0, f["classes"] > self._max_classes]
-            if o is Op.SOFTMAX:
-                bad += [f["keys"] > f["cols"] * n, f["cols"] * n > self._max_len]
-            if o is Op.LAYERNORM:
-                bad.append(f["cols"] * n > self._max_len)
-            if o is Op.EMBED:
-                bad.append(f["tokens"] > f["rows"] * n)
-            if o is Op.DVFS:
-                bad += [f["bins"] == 0, f["bins"] > min(self._bins, wb), f["layer"] == 0,
-                        f["layer"] > self._layers]
-            if bad:
-                checks.append((is_op[o] & Cat(*bad).any(), TopError.BAD_FIELD))
-        checks.append((is_op[Op.MATMUL] & (mem.desc_rd.data == 0), TopError.EMPTY_DESC))
-
-        def extent(base, stride, rows, cols):
-            return base, base + (rows - 1) * stride + cols - 1
-
-        ranges = {
-            Op.MATMUL: (F[Op.MATMUL], ("x", F[Op.MATMUL]["rows"], D["k"]),
-                        (F[Op.MATMUL]["rows"], D["cols"])),
-            Op.MATMUL_ACT: (F[Op.MATMUL_ACT], ("x", F[Op.MATMUL_ACT]["rows"],
-                                               F[Op.MATMUL_ACT]["k"]),
-                            ("w", F[Op.MATMUL_ACT]["k"], F[Op.MATMUL_ACT]["cols"]),
-                            (F[Op.MATMUL_ACT]["rows"], F[Op.MATMUL_ACT]["cols"])),
-        }
-        for o in (Op.SOFTMAX, Op.LAYERNORM):
-            ranges[o] = (F[o], ("x", F[o]["rows"], F[o]["cols"]), (F[o]["rows"], F[o]["cols"]))
-        ranges[Op.ADD] = (F[Op.ADD], ("a", F[Op.ADD]["rows"], F[Op.ADD]["cols"]),
-                          ("b", F[Op.ADD]["rows"], F[Op.ADD]["cols"]),
-                          (F[Op.ADD]["rows"], F[Op.ADD]["cols"]))
+        code = build_checks(m, cmd=cmd, op=op, F=F, D=D, desc_word=mem.desc_rd.data,
+                            memmap=mm, fmt=fmt, limits={
+                                "max_len": self._max_len, "max_classes": self._max_classes,
+                                "dvfs_bins": self._bins, "max_layers": self._layers})
         ent_beats = (F[Op.ENTROPY]["classes"] + n - 1) >> ln
-        range_bad, overlap_bad = [], []
-        for o, (f, *srcs, dst) in ranges.items():
-            spans = []
-            for name, r, c in srcs:
-                spans.append(extent(f[f"{name}_base"], f[f"{name}_stride"], r, c))
-            rows, cols = dst
-            if "transpose" in f:
-                rows, cols = Mux(f["transpose"], cols, rows), Mux(f["transpose"], rows, cols)
-            dlo, dhi = extent(f["dst_base"], f["dst_stride"], rows, cols)
-            range_bad.append(is_op[o] & Cat(*(hi >= act_words for _, hi in
-                                              [*spans, (dlo, dhi)])).any())
-            overlap_bad.append(is_op[o] & Cat(*((dlo <= hi) & (lo <= dhi)
-                                                for lo, hi in spans)).any())
-        range_bad.append(is_op[Op.ENTROPY] & (F[Op.ENTROPY]["x_base"] + ent_beats > act_words))
-        checks.append((Cat(*range_bad).any(), TopError.OPERAND_RANGE))
-        checks.append((Cat(*overlap_bad).any(), TopError.OVERLAP))
-        checks.append((is_op[Op.EMBED], TopError.NO_EMBED_UNIT))
-        for cond, c in reversed(checks):
-            with m.If(cond):
-                m.d.comb += code.eq(c)
+        wb = mm.word_bytes("aux")
 
         # ---- status and counters ------------------------------------------------------------
         cyc = Signal(COUNTER_BITS)
