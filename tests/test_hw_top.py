@@ -5,7 +5,7 @@ counter equal to the cycle model; early exit; the error codes (the top never han
 import pytest
 from amaranth.sim import Simulator
 
-from hw.isa import Op, command, encode
+from hw.isa import MATRIX_DESC, Op, command, encode
 from hw.memmap import MemoryMap
 from hw.top.errors import TopError
 from hw.top.top import Top
@@ -162,8 +162,18 @@ def test_errors_stop_with_a_code_and_the_pc():
         await ctx.tick()
         ctx.set(dut.host_rd_en, 0)
         results.append(ctx.get(dut.host_rd_data) == tile)
+        # Descriptor 2: a 4 x 4 matrix whose masks (all zero) disagree with its nnz.
+        ctx.set(dut.host_desc.valid, 1)
+        ctx.set(dut.host_desc.payload, {"addr": 2, "data": MATRIX_DESC.pack(
+            {"mask_base": 0, "value_base": 0, "bias_base": 0, "k": 1, "cols": 1, "nnz": 5})})
+        await ctx.tick()
+        ctx.set(dut.host_desc.valid, 0)
         for _, word, cmd, _, _ in _ERRORS:
             results.append(await load_and_run(ctx, [encode(cmd) if word is None else word]))
+        # The engine refuses the matrix: its error stops the program.
+        results.append(await load_and_run(ctx, [encode(command(
+            Op.MATMUL, x_base=0, x_stride=1, dst_base=8, dst_stride=1, rows=1, desc=2,
+            bias_x=0, bias_w=0, bias_b=0, bias_out=0, relu=0, transpose=0))]))
         # The second command fails: the first one ran.
         results.append(await load_and_run(ctx, [dvfs, 15]))
         # No END: the program runs off the end of the program memory.
@@ -175,7 +185,8 @@ def test_errors_stop_with_a_code_and_the_pc():
     sim.run()
     assert results.pop(0), "the host read back another tile than it wrote"
     want = [(int(code), pc) for _, _, _, code, pc in _ERRORS]
-    want += [(TopError.ILLEGAL_OPCODE, 1), (TopError.PC_OVERFLOW, _MM.prog_words)]
+    want += [(TopError.UNIT_ERROR, 0), (TopError.ILLEGAL_OPCODE, 1),
+             (TopError.PC_OVERFLOW, _MM.prog_words)]
     assert results == want, [(e[0], r, w) for e, r, w in zip(_ERRORS, results, want,
                                                                strict=False)]
     # The golden checks refuse the same commands (the top is stricter on overlaps only in
