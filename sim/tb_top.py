@@ -2,10 +2,10 @@
 
 The memories hold the layout's aux, desc and prog images and the EMBED output (Verilog
 initial contents, :func:`sim.top_bench.build_top`); the bench writes the weight memories
-through the host streams, starts at command 1, records every ``cmd_done`` (index and cycles,
-held to the cycle model), ENTROPY's H and flag and DVFS's decision as they complete, and at
-the end reads every act word the program wrote through the host read port and compares it
-with the golden run as integers.
+through the host streams, starts at command 1, records every ``cmd_done`` (index, cycles and
+access counters, held to the cycle model), ENTROPY's H and flag and DVFS's decision as they
+complete, and at the end reads every act word the program wrote through the host read port
+and compares it with the golden run as integers.
 """
 
 import cocotb
@@ -65,6 +65,8 @@ async def whole_sentence(dut):
             pc = int(dut.cmd_pc.value)
             seen.append(pc)
             cycles.check(dut.cmd_cycles.value, costs[pc].cycles, f"command {pc}")
+            for name, want in costs[pc].ports.items():
+                outs.check(getattr(dut, f"cmd_{name}").value, want, f"command {pc} {name}")
             data = trace[pc].data
             if cmds[pc].op is Op.ENTROPY:
                 outs.check(dut.entropy.value, int(data["entropy"][0]), f"command {pc} H")

@@ -27,6 +27,7 @@ class TopRun:
     commands compared, the first mismatch (``None`` if none) and the final status."""
 
     commands: list = field(default_factory=list)
+    ports: dict = field(default_factory=dict)   # pc -> the command's access counters
     compared: int = 0
     mismatch: str | None = None
     status: dict = field(default_factory=dict)
@@ -147,6 +148,8 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
                 run.commands.append((pc, cmds[pc].op, *(ctx.get(getattr(dut, f"cmd_{c}"))
                                                         for c in ("cycles", "mac", "skipped",
                                                                   "stall"))))
+                run.ports[pc] = {c: ctx.get(getattr(dut, f"cmd_{c}")) for c in (
+                    "act_reads", "act_writes", "aux_reads")}
                 if run.mismatch is None:
                     run.mismatch = compare(ctx, pc)
             if ctx.get(dut.done):
@@ -155,7 +158,8 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
             raise AssertionError(f"the top did not finish within {max_cycles} cycles")
         run.status = {p: ctx.get(getattr(dut, p)) for p in (
             "error", "error_pc", "exit", "exit_layer", "total_cycles", "total_mac",
-            "total_commands", "dvfs_valid")}
+            "total_commands", "dvfs_valid", "total_act_reads", "total_act_writes",
+            "total_aux_reads", "total_prog_reads", "total_desc_reads")}
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

@@ -56,7 +56,13 @@ def _check(run, golden, costs):
         assert (cycles, mac, skipped, stall) == (c.cycles, c.mac_cycles, c.skipped, c.stall), \
             f"command {pc} ({op.name}): top {cycles, mac, skipped, stall}, model " \
             f"{c.cycles, c.mac_cycles, c.skipped, c.stall}"
+        assert run.ports[pc] == c.ports, f"command {pc} ({op.name}): accesses {run.ports[pc]}, " \
+            f"model {c.ports}"
     assert run.status["total_cycles"] == sum(c[2] for c in run.commands)
+    for name in ("act_reads", "act_writes", "aux_reads"):
+        assert run.status[f"total_{name}"] == sum(p[name] for p in run.ports.values())
+    # One program word per command, one descriptor read per command decoded.
+    assert run.status["total_prog_reads"] == run.status["total_desc_reads"] == len(executed)
 
 
 # 8, 12 and 12 tokens, and a pair truncated to max_len = 16 (four row tiles).

@@ -86,7 +86,11 @@ class Top(wiring.Component):
     dvfs_valid, dvfs_bin, dvfs_layer, vcode, fcode : out, the last DVFS decision.
     cmd_done, cmd_pc, cmd_cycles, cmd_mac, cmd_skipped, cmd_stall : out, pulse after each
         command with its index and counters (cycles from its fetch to its last cycle).
-    total_* : out, the same summed over the program, and act / aux word reads and writes.
+    cmd_act_reads, cmd_act_writes, cmd_aux_reads : out, the command's memory accesses: act
+        read-port addresses (a tile word; ADD's two ports count two), act write cycles,
+        aux read-port addresses (:func:`sw.program.cycles.port_accesses`).
+    total_* : out, the same summed over the program, the program and descriptor reads, the
+        commands.
     act_mask_base, act_value_base, act_bias_base : in, the MATMUL_ACT regions of the weight
         memories (``lay.symbols["wmask"]["act.ones"]`` ...).
     host_act, host_aux, host_desc, host_prog : in, host write streams {addr, data}.
@@ -126,9 +130,11 @@ class Top(wiring.Component):
             "dvfs_valid": Out(1), "dvfs_bin": Out(8), "dvfs_layer": Out(8),
             "vcode": Out(4), "fcode": Out(4),
             "cmd_done": Out(1), "cmd_pc": Out(range(memmap.prog_words + 1)),
-            **{f"cmd_{c}": Out(cnt) for c in ("cycles", "mac", "skipped", "stall")},
+            **{f"cmd_{c}": Out(cnt) for c in ("cycles", "mac", "skipped", "stall",
+                                              "act_reads", "act_writes", "aux_reads")},
             **{f"total_{c}": Out(cnt) for c in ("cycles", "mac", "skipped", "stall",
                                                 "act_reads", "act_writes", "aux_reads",
+                                                "prog_reads", "desc_reads",
                                                 "commands")},
             "act_mask_base": In(range(memmap.wmask_words)),
             "act_value_base": In(range(memmap.wval_words)),
@@ -214,9 +220,13 @@ class Top(wiring.Component):
         act_r = Signal(2)
         act_wr = Signal()
         aux_r = Signal(2)
+        c_ar, c_aw, c_xr = (Signal(COUNTER_BITS, name=nm) for nm in ("c_ar", "c_aw", "c_xr"))
         m.d.sync += [self.total_act_reads.eq(self.total_act_reads + act_r),
                      self.total_act_writes.eq(self.total_act_writes + act_wr),
-                     self.total_aux_reads.eq(self.total_aux_reads + aux_r)]
+                     self.total_aux_reads.eq(self.total_aux_reads + aux_r),
+                     self.total_prog_reads.eq(self.total_prog_reads + mem.prog_rd.en),
+                     self.total_desc_reads.eq(self.total_desc_reads + mem.desc_rd.en),
+                     c_ar.eq(c_ar + act_r), c_aw.eq(c_aw + act_wr), c_xr.eq(c_xr + aux_r)]
         m.d.comb += [act_r.eq(Mux(busy, mem.act_a[0].en + mem.act_b[0].en, 0)),
                      act_wr.eq(Cat(wp.en for wp in mem.act_w).any() & busy),
                      aux_r.eq(mem.aux_a.en + mem.aux_b.en)]
@@ -227,6 +237,9 @@ class Top(wiring.Component):
             m.d.sync += [self.cmd_done.eq(1), self.cmd_pc.eq(pc), self.cmd_cycles.eq(cyc + 1),
                          self.cmd_mac.eq(c_mac), self.cmd_skipped.eq(c_skip),
                          self.cmd_stall.eq(c_stall), pc.eq(pc + 1),
+                         self.cmd_act_reads.eq(c_ar + act_r),
+                         self.cmd_act_writes.eq(c_aw + act_wr),
+                         self.cmd_aux_reads.eq(c_xr + aux_r),
                          self.total_commands.eq(self.total_commands + 1),
                          self.total_mac.eq(self.total_mac + c_mac),
                          self.total_skipped.eq(self.total_skipped + c_skip),
@@ -362,10 +375,12 @@ class Top(wiring.Component):
                                  self.dvfs_valid.eq(0), busy.eq(1),
                                  *(getattr(self, f"total_{c}").eq(0) for c in (
                                      "cycles", "mac", "skipped", "stall", "act_reads",
-                                     "act_writes", "aux_reads", "commands"))]
+                                     "act_writes", "aux_reads", "prog_reads", "desc_reads",
+                                     "commands"))]
                     m.next = "FETCH"
             with m.State("FETCH"):
-                m.d.sync += [cyc.eq(1), c_mac.eq(0), c_skip.eq(0), c_stall.eq(0)]
+                m.d.sync += [cyc.eq(1), c_mac.eq(0), c_skip.eq(0), c_stall.eq(0), c_ar.eq(0),
+                             c_aw.eq(0), c_xr.eq(0)]
                 with m.If(pc >= mm.prog_words):
                     m.d.sync += [self.error.eq(TopError.PC_OVERFLOW), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]

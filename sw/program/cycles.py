@@ -38,7 +38,7 @@ from hw.timing import (
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.perf.sfu import entropy_cycles, layernorm_cycles, residual_cycles, softmax_cycles
 
-__all__ = ["Cost", "command_cost", "program_costs", "summarize", "UNITS"]
+__all__ = ["Cost", "command_cost", "port_accesses", "program_costs", "summarize", "UNITS"]
 
 UNITS = ("matmul", "softmax", "layernorm", "add", "entropy", "embed", "dvfs", "sequencer")
 
@@ -57,10 +57,35 @@ class Cost:
     sfu_elements: int = 0       # elements through a special-function unit
     reads: dict = field(default_factory=dict)    # memory -> bytes
     writes: dict = field(default_factory=dict)   # memory -> bytes
+    ports: dict = field(default_factory=dict)    # the top's access counters (port_accesses)
 
     @property
     def unit_cycles(self):
         return self.cycles - FETCH_CYCLES
+
+
+def port_accesses(cmd, n, desc=None):
+    """The accelerator top's access counters of one command (``cmd_act_reads``,
+    ``cmd_act_writes``, ``cmd_aux_reads``): act read-port addresses (a tile word; ADD's two
+    ports count two), act write cycles, aux read-port addresses. ``desc`` (K and cols in
+    tiles) is needed for MATMUL; EMBED is not counted yet (``{}``)."""
+    if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
+        k, cols = (desc["k"], desc["cols"]) if cmd.op is Op.MATMUL else (cmd.k, cmd.cols)
+        w = cmd.k * cmd.cols if cmd.op is Op.MATMUL_ACT else 0
+        return {"act_reads": cmd.rows * k + w, "act_writes": n * cmd.rows * cols,
+                "aux_reads": 0}
+    if cmd.op in (Op.SOFTMAX, Op.LAYERNORM, Op.ADD):
+        beats = cmd.rows * n * cmd.cols
+        two = cmd.op is Op.ADD
+        return {"act_reads": (1 + two) * beats, "act_writes": beats,
+                "aux_reads": 1 + (0 if two else 2 * beats)}
+    if cmd.op is Op.ENTROPY:
+        return {"act_reads": -(-cmd.classes // n), "act_writes": 0, "aux_reads": 1}
+    if cmd.op is Op.DVFS:
+        return {"act_reads": 0, "act_writes": 0, "aux_reads": DVFS_CYCLES + cmd.bins}
+    if cmd.op is Op.END:
+        return {"act_reads": 0, "act_writes": 0, "aux_reads": 0}
+    return {}
 
 
 def command_cost(cmd, executor, token_rows=None):
@@ -70,6 +95,13 @@ def command_cost(cmd, executor, token_rows=None):
     bytes exact; without it the table's average row is used."""
     n = executor.n
     fetch = {"prog": 16}
+    cost = _command_cost(cmd, executor, token_rows, n, fetch)
+    cost.ports = port_accesses(cmd, n, executor.matrix(cmd.desc) if cmd.op is Op.MATMUL
+                               else None)
+    return cost
+
+
+def _command_cost(cmd, executor, token_rows, n, fetch):
     if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
         if cmd.op is Op.MATMUL:
             d = executor.matrix(cmd.desc)
