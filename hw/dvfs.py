@@ -39,6 +39,8 @@ class DvfsController(wiring.Component):
         Entropy (``H_BITS`` wide, ``LN_FRAC`` fractional bits); always ready.
     table_we : Signal(1), in
         Write ``table_edge``, ``table_vcode``, ``table_fcode`` into entry ``table_addr``.
+    active : Signal(range(bins + 1)), in
+        Bins in use (1 .. bins; default ``bins``): only the first ``active - 1`` edges count.
     table_addr : Signal(range(bins)), in
         Entry to write; the edge of entry ``i`` is the lower bound of bin ``i + 1`` (the edge of
         the last entry is not used).
@@ -62,6 +64,7 @@ class DvfsController(wiring.Component):
         super().__init__({
             "h": In(stream.Signature(H_BITS)),
             "table_we": In(1),
+            "active": In(range(bins + 1), init=bins),
             "table_addr": In(range(bins)),
             "table_edge": In(H_BITS),
             "table_vcode": In(vcode_bits),
@@ -86,7 +89,8 @@ class DvfsController(wiring.Component):
                          vcodes[self.table_addr].eq(self.table_vcode),
                          fcodes[self.table_addr].eq(self.table_fcode)]
         chosen = Signal(range(b))
-        m.d.comb += chosen.eq(sum(self.h.payload >= edges[i] for i in range(b - 1)))
+        m.d.comb += chosen.eq(sum((self.h.payload >= edges[i]) & (i + 1 < self.active)
+                                 for i in range(b - 1)))
         m.d.comb += [self.h.ready.eq(1), self.vcode.eq(self.status.vcode),
                      self.fcode.eq(self.status.fcode)]
         with m.If(self.h.valid):

@@ -7,18 +7,35 @@ PyTorch import.
 """
 
 __all__ = ["FETCH_CYCLES", "EMBED_ROW_OVERHEAD", "EMBED_SUM_LATENCY", "DVFS_CYCLES", "END_CYCLES",
-           "embed_words", "embed_cycles", "embed_reram_reads"]
+           "MATMUL_OVERHEAD", "SFU_PROLOGUE", "matmul_copy_cycles", "embed_words",
+           "embed_cycles", "embed_reram_reads"]
 
-# Every command: read the program word (1) and decode it into the unit's registers (1) before
-# the unit starts; the sequencer issues the next fetch when the unit reports done.
-FETCH_CYCLES = 2
+# Every command: read the program word (1), latch it and read the matrix descriptor (1), check
+# it and set up the unit (1); the sequencer fetches the next command in the cycle after the
+# command's last one (hw.top.top).
+FETCH_CYCLES = 3
+# MATMUL and MATMUL_ACT besides the copies and the engine's own cycles (its cyc_total): the
+# start cycle, the cycle the engine's done is seen, the last Y word's read latency.
+MATMUL_OVERHEAD = 3
+# SOFTMAX, LAYERNORM, ADD, ENTROPY before the unit's first beat: the scalar operand's aux read
+# (eps, threshold; every SFU command pays it) and the first beat's act read.
+SFU_PROLOGUE = 2
+
+
+def matmul_copy_cycles(x_tiles, w_tiles, y_tiles, n):
+    """Cycles of a matmul's copies: X (and for MATMUL_ACT w) from act into the engine, one bank
+    word per cycle; Y back into act, one bank word per cycle."""
+    return n * (x_tiles + w_tiles + y_tiles)
+
+
 # Embedding unit (hw/embed_unit.py), per token row: read the token entry from the aux memory,
 # decode it into addresses, check them; then the row's ReRAM reads (embed_words).
 EMBED_ROW_OVERHEAD = 3
 # Embedding unit: the sum pipeline (sum register, requantizer stages, output register).
 EMBED_SUM_LATENCY = 5
-# DVFS: the bin search over the edges (registered compare tree) and the table read.
-DVFS_CYCLES = 2
+# DVFS: read the layer / voltage code words, the frequency code word, write ``bins`` table
+# entries (one per cycle, edges read a cycle ahead), feed H, take the decision: 4 + bins.
+DVFS_CYCLES = 4
 # END: the fetch only.
 END_CYCLES = 0
 

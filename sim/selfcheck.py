@@ -244,8 +244,30 @@ def check_matmul(**params):
             f"golden model, {status['cyc_total']} cycles as the cycle model predicts")
 
 
+def check_top(**params):
+    """One tiny-image sentence (:mod:`sw.tiny_image`) on the top: every command's destination
+    equals the golden trace and its cycle counter the cycle model."""
+    from sim.top_bench import run_top, tiny_sentence
+
+    if params["n"] != 4:
+        raise ValueError(f"the top's self-check runs the tiny image (n = 4), not n = {params['n']}")
+    lay, words, golden, costs, kwargs = tiny_sentence(params, 2)
+    run = run_top(lay, words, golden, top_kwargs=kwargs)
+    if run.mismatch:
+        raise AssertionError(run.mismatch)
+    for pc, op, cycles, *_ in run.commands:
+        if cycles != costs[pc].cycles:
+            raise AssertionError(f"command {pc} ({op.name}) took {cycles} cycles, the model "
+                                 f"says {costs[pc].cycles}")
+    if run.status["error"] or run.compared != len(golden.executed[0]) - 1:
+        raise AssertionError(f"the top stopped early: {run.status}")
+    return (f"{run.compared} commands of a tiny-image sentence equal the golden trace; "
+            f"{run.status['total_cycles']} cycles, as modelled")
+
+
 SELFCHECKS = {
     "af_to_fixed": check_af_to_fixed, "af_mul": check_af_mul, "af_requant": check_af_requant,
     "dvfs": check_dvfs, "entropy_exit": check_entropy_exit, "layernorm": check_layernorm,
     "matmul": check_matmul, "residual_add": check_residual_add, "softmax": check_softmax,
+    "top": check_top,
 }

@@ -17,6 +17,7 @@ async def _start(dut):
     dut.rst.value = 1
     dut.h__valid.value = 0
     dut.table_we.value = 0
+    dut.active.value = params()["bins"]  # every bin in use
     await ClockCycles(dut.clk, 2)
     dut.rst.value = 0
 

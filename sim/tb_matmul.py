@@ -67,6 +67,9 @@ class MatmulTB:
         for name in ("x_w", "m_w", "v_w", "b_w", "y_req"):
             getattr(self.dut, f"{name}__valid").value = 0
         self.dut.y_rsp__ready.value = 0
+        # One matrix per run here: the weight buffers' base registers stay 0.
+        for name in ("m_base", "v_base", "b_base"):
+            getattr(self.dut, name).value = 0
         for _ in range(3):
             await FallingEdge(self.dut.clk)
         self.dut.rst.value = 0

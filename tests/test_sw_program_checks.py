@@ -143,8 +143,10 @@ def test_prog_memory_fit(tiny):
 def test_wval_memory_fit(tiny):
     img, _ = tiny
     c = img.meta["student_config"]
-    # Each matrix's packed codes start on a value word of n codes.
+    # Each matrix's packed codes start on a value word of n codes; then the MATMUL_ACT region
+    # (w copied as dense vectors: d x max_len codes, d the head size).
     need = sum(_words(img[f"{m}.values"].array.size, N) for m in MATRIX_ORDER(c["layers"]))
+    need += c["hidden"] // c["heads"] * c["max_len"] // N
     lay_out(img, MemoryMap(n=N, wval_words=need))
     with pytest.raises(FitError, match=re.escape(
             f"the model does not fit the wval memory: it needs {need} words of 4 bytes, the "

@@ -40,6 +40,9 @@ def run_registers(m, cfg, eng):
         bx=Signal(fmt.bias_bits, name="bx"), bw=Signal(fmt.bias_bits, name="bw"),
         bb=Signal(fmt.bias_bits, name="bb"), bo=Signal(fmt.bias_bits, name="bo"),
         relu=Signal(name="relu"),
+        mbase=Signal(range(cfg.m_depth), name="mbase"),
+        vbase=Signal(range(cfg.v_depth), name="vbase"),
+        bbase=Signal(range(cfg.b_depth), name="bbase"),
         rows_r=Signal(DIM_BITS, name="rows_r"), k_r=Signal(DIM_BITS, name="k_r"),
         cols_r=Signal(DIM_BITS, name="cols_r"),
         rt=Signal(DIM_BITS, name="rt"),        # current row tile
@@ -84,6 +87,8 @@ def build_sequencer(m, cfg, eng, bufs, run, scan):
                     rows_r.eq(eng.rows), k_r.eq(eng.k), cols_r.eq(eng.cols),
                     nnz.eq(eng.nnz), run.bx.eq(eng.bias_x), run.bw.eq(eng.bias_w),
                     run.bb.eq(eng.bias_b), run.bo.eq(eng.bias_out), run.relu.eq(eng.relu),
+                    run.mbase.eq(eng.m_base), run.vbase.eq(eng.v_base),
+                    run.bbase.eq(eng.b_base),
                     cyc_total.eq(0), run.cyc_mac.eq(0), run.skipped.eq(0), run.stall.eq(0),
                     err.eq(MatmulError.NONE), scan.gap.eq(n), row_done.eq(0),
                 ]
@@ -123,7 +128,7 @@ def build_sequencer(m, cfg, eng, bufs, run, scan):
                 m.next = "FLUSH"
             with m.Else():
                 m.next = "PRIME1"
-            m.d.comb += [v_rd.addr.eq(0), v_rd.en.eq(nnz != 0)]
+            m.d.comb += [v_rd.addr.eq(run.vbase), v_rd.en.eq(nnz != 0)]
             m.d.sync += [scan.fetched.eq(Mux(nnz != 0, n, 0)), scan.landing.eq(nnz != 0),
                          scan.landed.eq(0), used.eq(0), scan.ahead.eq(3 * n), scan.cb.eq(0),
                          scan.wi.eq(0), scan.word_end_tile.eq(run.kw == 1),
@@ -131,7 +136,7 @@ def build_sequencer(m, cfg, eng, bufs, run, scan):
         with m.State("PRIME1"):
             m.d.sync += cyc_total.eq(cyc_total + 1)
             more = scan.fetched < nnz
-            m.d.comb += [v_rd.addr.eq(1), v_rd.en.eq(more), scan.load_word.eq(1)]
+            m.d.comb += [v_rd.addr.eq(run.vbase + 1), v_rd.en.eq(more), scan.load_word.eq(1)]
             m.d.sync += [scan.fetched.eq(Mux(more, 2 * n, scan.fetched)),
                          scan.landing.eq(more)]
             m.next = "STREAM"

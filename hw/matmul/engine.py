@@ -61,6 +61,9 @@ class MatrixEngine(wiring.Component):
         Bias registers of X, W, the bias vector and Y.
     relu : Signal(1), in
         Apply ReLU before requantization.
+    m_base, v_base, b_base : Signal(range(depth)), in
+        First mask / value / bias word of W (sampled with ``start``; 0 by default): the
+        buffers may hold several matrices, each run uses the one at these bases.
     busy : Signal(1), out
         A run is in progress.
     done : Signal(1), out
@@ -88,6 +91,8 @@ class MatrixEngine(wiring.Component):
             "nnz": In(NNZ_BITS),
             "bias_x": In(bias), "bias_w": In(bias), "bias_b": In(bias), "bias_out": In(bias),
             "relu": In(1),
+            "m_base": In(range(config.m_depth)), "v_base": In(range(config.v_depth)),
+            "b_base": In(range(config.b_depth)),
             "busy": Out(1), "done": Out(1), "err": Out(MatmulError),
             "cyc_total": Out(COUNTER_BITS), "cyc_mac": Out(COUNTER_BITS),
             "vec_skipped": Out(COUNTER_BITS), "cyc_stall": Out(COUNTER_BITS),

@@ -101,7 +101,7 @@ def build_lanes(m, cfg, bufs, run, scan):
     # (MatmulConfig checks the format). Read at S1b; fields and shift amount registered at
     # S2 (so the block RAM's output time stays off the shifter), shifted at S3, signed at S4.
     b_rd = bufs.b_rd
-    m.d.comb += [b_rd.addr.eq(s1b["cb"]), b_rd.en.eq(s1b["valid"] & s1b["last"])]
+    m.d.comb += [b_rd.addr.eq(s1b["cb"] + run.bbase), b_rd.en.eq(s1b["valid"] & s1b["last"])]
     base = Signal(range(2 * fmt.bias_max + 1 + cfg.bias_shift_range[1]))
     m.d.sync += base.eq(run.bb + (fmt.man_bits - fmt.offset) - run.bx - run.bw)
     bias_sig = [Signal(fmt.sig_bits, name=f"bias_sig{j}") for j in range(n)]

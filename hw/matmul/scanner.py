@@ -127,7 +127,7 @@ def build_scanner(m, cfg, bufs, run):
     fetch = Signal()
     m.d.comb += [
         fetch.eq(streaming & (fetched < run.nnz) & (fetched <= ahead)),
-        v_rd.addr.eq(fetched[ln:]),
+        v_rd.addr.eq(fetched[ln:] + run.vbase),
         v_rd.en.eq(streaming),
     ]
     m.d.sync += landing.eq(fetch)
@@ -146,7 +146,7 @@ def build_scanner(m, cfg, bufs, run):
     # into mword when the scanner is done with the previous one (or in PRIME1).
     m_rd = bufs.m_rd
     load_word = Signal()
-    m.d.comb += [m_rd.addr.eq(maddr), m_rd.en.eq(load_word)]
+    m.d.comb += [m_rd.addr.eq(maddr + run.mbase), m_rd.en.eq(load_word)]
     with m.If(load_word):
         m.d.sync += [
             mword.eq(m_rd.data.masks), maddr.eq(maddr + 1), mnz.eq(m_rd.data.nz),

@@ -1,15 +1,19 @@
 """Cycle and action model of a whole program ([P1], [P2]): what every command costs.
 
 Each command costs :data:`hw.timing.FETCH_CYCLES` plus its unit's cycles, from the unit models
-that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:`sw.perf.sfu`):
+that the RTL counters already equal (:func:`sw.perf.matmul.matmul_cycles`, :mod:`sw.perf.sfu`)
+and the sequencer's own (:mod:`hw.timing`); the accelerator top's per-command cycle counter
+equals it (tests/test_hw_top.py):
 
-* MATMUL: the engine run on the matrix's masks (zero vectors skipped); MATMUL_ACT: the same on
-  a dense ``k x cols`` matrix (activations are fed dense: every vector is issued);
-* SOFTMAX, LAYERNORM: ``rows`` row periods (rows stream back to back); ENTROPY: one row of
-  ``ceil(classes / n)`` beats; ADD: one stream of ``rows * cols / n`` beats;
-* EMBED: :func:`hw.timing.embed_cycles` (per token row the token entry, the row pointer and
-  masks, then per vector the fixed ReRAM words of its position, segment and packed values; the
-  padding rows one beat per cycle); DVFS: :data:`hw.timing.DVFS_CYCLES`.
+* MATMUL: copy X into the engine (n cycles per tile), the engine run on the matrix's masks
+  (zero vectors skipped), copy Y back (n cycles per tile), :data:`hw.timing.MATMUL_OVERHEAD`;
+  MATMUL_ACT: the same with w copied too, on a dense ``k x cols`` matrix (activations are
+  fed dense: every vector is issued);
+* SOFTMAX, LAYERNORM: :data:`hw.timing.SFU_PROLOGUE`, then ``rows`` row periods (rows stream
+  back to back); ENTROPY: the prologue and one row of ``ceil(classes / n)`` beats; ADD: the
+  prologue and one stream of ``rows * cols / n`` beats;
+* EMBED: :func:`hw.timing.embed_cycles` (the embedding unit's own count, held to its RTL; the
+  top does not run EMBED yet); DVFS: :data:`hw.timing.DVFS_CYCLES` plus one cycle per bin.
 
 Alongside the cycles it counts the actions an energy model prices (:class:`Cost`): MACs
 issued, SFU elements, and bytes read and written per memory (activations as n-code bank words;
@@ -19,11 +23,20 @@ weights as the words the engine streams).
 from dataclasses import dataclass, field
 
 from hw.isa import Op, decode_program
-from hw.timing import DVFS_CYCLES, END_CYCLES, FETCH_CYCLES, embed_cycles, embed_reram_reads
+from hw.timing import (
+    DVFS_CYCLES,
+    END_CYCLES,
+    FETCH_CYCLES,
+    MATMUL_OVERHEAD,
+    SFU_PROLOGUE,
+    embed_cycles,
+    embed_reram_reads,
+    matmul_copy_cycles,
+)
 from sw.perf.matmul import dense_masks, matmul_cycles
 from sw.perf.sfu import entropy_cycles, layernorm_cycles, residual_cycles, softmax_cycles
 
-__all__ = ["Cost", "command_cost", "program_costs", "summarize", "UNITS"]
+__all__ = ["Cost", "command_cost", "port_accesses", "program_costs", "summarize", "UNITS"]
 
 UNITS = ("matmul", "softmax", "layernorm", "add", "entropy", "embed", "dvfs", "sequencer")
 
@@ -42,10 +55,35 @@ class Cost:
     sfu_elements: int = 0       # elements through a special-function unit
     reads: dict = field(default_factory=dict)    # memory -> bytes
     writes: dict = field(default_factory=dict)   # memory -> bytes
+    ports: dict = field(default_factory=dict)    # the top's access counters (port_accesses)
 
     @property
     def unit_cycles(self):
         return self.cycles - FETCH_CYCLES
+
+
+def port_accesses(cmd, n, desc=None):
+    """The accelerator top's access counters of one command (``cmd_act_reads``,
+    ``cmd_act_writes``, ``cmd_aux_reads``): act read-port addresses (a tile word; ADD's two
+    ports count two), act write cycles, aux read-port addresses. ``desc`` (K and cols in
+    tiles) is needed for MATMUL; EMBED is not counted yet (``{}``)."""
+    if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
+        k, cols = (desc["k"], desc["cols"]) if cmd.op is Op.MATMUL else (cmd.k, cmd.cols)
+        w = cmd.k * cmd.cols if cmd.op is Op.MATMUL_ACT else 0
+        return {"act_reads": cmd.rows * k + w, "act_writes": n * cmd.rows * cols,
+                "aux_reads": 0}
+    if cmd.op in (Op.SOFTMAX, Op.LAYERNORM, Op.ADD):
+        beats = cmd.rows * n * cmd.cols
+        two = cmd.op is Op.ADD
+        return {"act_reads": (1 + two) * beats, "act_writes": beats,
+                "aux_reads": 1 + (0 if two else 2 * beats)}
+    if cmd.op is Op.ENTROPY:
+        return {"act_reads": -(-cmd.classes // n), "act_writes": 0, "aux_reads": 1}
+    if cmd.op is Op.DVFS:
+        return {"act_reads": 0, "act_writes": 0, "aux_reads": DVFS_CYCLES + cmd.bins}
+    if cmd.op is Op.END:
+        return {"act_reads": 0, "act_writes": 0, "aux_reads": 0}
+    return {}
 
 
 def command_cost(cmd, executor, token_rows=None):
@@ -56,6 +94,13 @@ def command_cost(cmd, executor, token_rows=None):
     number of words per row and vector: :func:`hw.timing.embed_reram_reads`)."""
     n = executor.n
     fetch = {"prog": 16}
+    cost = _command_cost(cmd, executor, token_rows, n, fetch)
+    cost.ports = port_accesses(cmd, n, executor.matrix(cmd.desc) if cmd.op is Op.MATMUL
+                               else None)
+    return cost
+
+
+def _command_cost(cmd, executor, token_rows, n, fetch):
     if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
         if cmd.op is Op.MATMUL:
             d = executor.matrix(cmd.desc)
@@ -68,32 +113,35 @@ def command_cost(cmd, executor, token_rows=None):
             w_reads = {"act": cmd.rows * (cols // n) * k * n}
         rows = cmd.rows * n
         mc = matmul_cycles(masks, rows, n)
+        w_tiles = cmd.k * cmd.cols if cmd.op is Op.MATMUL_ACT else 0
+        copies = matmul_copy_cycles(cmd.rows * (k // n), w_tiles, cmd.rows * (cols // n), n)
         reads = {"act": cmd.rows * (cols // n) * (k // n) * n * n, **fetch}
         for mem, b in w_reads.items():
             reads[mem] = reads.get(mem, 0) + b
-        return Cost("matmul", FETCH_CYCLES + mc.total, macs=mc.macs, mac_cycles=mc.mac,
+        return Cost("matmul", FETCH_CYCLES + copies + MATMUL_OVERHEAD + mc.total, macs=mc.macs,
+                    mac_cycles=mc.mac,
                     issued_macs=mc.mac * n * n, skipped=mc.skipped, stall=mc.stall,
                     reads=reads, writes={"act": rows * cols})
     if cmd.op is Op.SOFTMAX:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("softmax", FETCH_CYCLES + rows * softmax_cycles(cmd.cols, n),
+        return Cost("softmax", FETCH_CYCLES + SFU_PROLOGUE + rows * softmax_cycles(cmd.cols, n),
                     sfu_elements=rows * cols,
                     reads={"act": rows * cols, "aux": 2 * cols, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.LAYERNORM:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("layernorm", FETCH_CYCLES + rows * layernorm_cycles(cmd.cols),
+        return Cost("layernorm", FETCH_CYCLES + SFU_PROLOGUE + rows * layernorm_cycles(cmd.cols),
                     sfu_elements=rows * cols,
                     reads={"act": 2 * rows * cols, "aux": rows * 2 * cols + 4, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.ADD:
         rows, cols = cmd.rows * n, cmd.cols * n
-        return Cost("add", FETCH_CYCLES + residual_cycles(cmd.rows * n * cmd.cols),
+        return Cost("add", FETCH_CYCLES + SFU_PROLOGUE + residual_cycles(cmd.rows * n * cmd.cols),
                     sfu_elements=rows * cols, reads={"act": 2 * rows * cols, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.ENTROPY:
         beats = -(-cmd.classes // n)
-        return Cost("entropy", FETCH_CYCLES + entropy_cycles(beats, n),
+        return Cost("entropy", FETCH_CYCLES + SFU_PROLOGUE + entropy_cycles(beats, n),
                     sfu_elements=cmd.classes, reads={"act": beats * n, "aux": 4, **fetch})
     if cmd.op is Op.EMBED:
         rows, cols = cmd.rows * n, cmd.cols * n
@@ -106,7 +154,8 @@ def command_cost(cmd, executor, token_rows=None):
                     reads={"reram": reram * mm.reram_word_bytes, "aux": 4 * cmd.tokens, **fetch},
                     writes={"act": rows * cols})
     if cmd.op is Op.DVFS:
-        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES, reads={"aux": 4 * (cmd.bins + 2), **fetch})
+        return Cost("dvfs", FETCH_CYCLES + DVFS_CYCLES + cmd.bins,
+                    reads={"aux": 4 * (cmd.bins + 2), **fetch})
     return Cost("sequencer", FETCH_CYCLES + END_CYCLES, reads=dict(fetch))
 
 

@@ -105,6 +105,10 @@ def _mask_word_bytes(masks, n):
     return bytes(out)
 
 
+def _ceil_to(v, n):
+    return -(-v // n) * n
+
+
 def _u32(values):
     return np.asarray(values, dtype="<u4").tobytes()
 
@@ -164,6 +168,17 @@ def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
             "bias_base": regions["wbias"].put(name, bias.tobytes()),
             "k": k // n, "cols": cols // n, "nnz": int(values.size)})
         desc_index[name] = descs.put(name, entry.to_bytes(WORD_BYTES, "little"))
+
+    # MATMUL_ACT operands (Q.K^T, P.V): the sequencer copies the activation matrix w into
+    # "act.values" as dense vectors and runs the engine with the all-ones masks of
+    # "act.ones" and the zero bias of "act.zero". Sized for the largest w of the image at
+    # max_len: d x max_len (K^T_h) or max_len x d (V_h), d the head size.
+    d_head = c["hidden"] // c["heads"]
+    w_words = (d_head // n) * _ceil_to(c["max_len"], n) // n
+    ones = ((1 << (n * n)) - 1).to_bytes(max(1, n * n // 8), "little")
+    regions["wmask"].put("act.ones", ones * w_words)
+    regions["wval"].put("act.values", bytes(w_words * n * n))
+    regions["wbias"].put("act.zero", bytes(max(d_head, _ceil_to(c["max_len"], n))))
 
     # ReRAM: token table (row pointers, masks, values), position and segment tables.
     rr = regions["reram"]
