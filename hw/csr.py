@@ -231,18 +231,11 @@ def _split(params):
             {k: v for k, v in params.items() if k in names})
 
 
-def _selfcheck(**params):
-    from hw.axi_sim import csr_selfcheck
-
-    return csr_selfcheck(Csr(regmap=_build(*_split(params))))
-
-
 _PARAMS = {"n_bits": 8, "exp_bits": 3, "offset": -10, "bias_bits": 3,
            **{f: getattr(MemoryMap(), f) for f in memmap_fields()}}
 
 register_block(
     "csr", "AXI4-Lite control and status registers (hw.regmap.RegisterMap)",
     build=lambda **p: Csr(regmap=_build(*_split(p))),
-    selfcheck=_selfcheck,
     params=_PARAMS,
 )

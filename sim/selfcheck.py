@@ -265,9 +265,101 @@ def check_top(**params):
             f"{run.status['total_cycles']} cycles, as modelled")
 
 
+# csr: from hw.csr
+def check_csr(**params):
+    from hw.csr import Csr, _build, _split
+    from sim.axi_sim import csr_selfcheck
+
+    return csr_selfcheck(Csr(regmap=_build(*_split(params))))
+
+
+# reram: from hw.reram
+def check_reram(**params):
+    import random
+
+    from amaranth.sim import Simulator
+
+    from hw.memmap import MemoryMap
+    from hw.reram import ReramStore
+
+    mm = MemoryMap(**params)
+    rng = random.Random(5)
+    wb = mm.reram_word_bytes
+    image = bytes(rng.randrange(256) for _ in range(min(mm.reram_bytes, 64 * wb)))
+    dut = ReramStore(memmap=mm, init=image)
+    words = len(image) // wb
+    want = [int.from_bytes(image[a * wb:(a + 1) * wb], "little") for a in range(words)]
+    addrs = [rng.randrange(words) for _ in range(200)]
+    got = []
+
+    async def bench(ctx):
+        sent = 0
+        while len(got) < len(addrs):
+            offer = sent < len(addrs) and rng.random() < 0.75
+            ctx.set(dut.rd.req.valid, offer)
+            if offer:
+                ctx.set(dut.rd.req.payload, addrs[sent])
+            ctx.set(dut.rd.resp.ready, rng.random() < 0.75)
+            took = offer and ctx.get(dut.rd.req.ready)
+            if ctx.get(dut.rd.resp.valid) and ctx.get(dut.rd.resp.ready):
+                got.append(ctx.get(dut.rd.resp.payload))
+            await ctx.tick()
+            sent += took
+        assert ctx.get(dut.reads) == len(addrs), ctx.get(dut.reads)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    for i, (a, g) in enumerate(zip(addrs, got, strict=True)):
+        if g != want[a]:
+            raise AssertionError(f"read {i} of word {a}: {g:#x} != {want[a]:#x}")
+    return (f"{len(addrs)} random reads (latency {mm.reram_latency}, random stalls) equal the "
+            f"image; the counter says {len(addrs)}")
+
+
+# embed_unit: from hw.embed_unit
+def check_embed_unit(n, reram_bytes, reram_word_bytes, reram_latency, max_cols, **params):
+    import random
+
+    from hw.memmap import MemoryMap
+    from hw.timing import embed_cycles, embed_reram_reads
+    from sim.embed_sim import random_case, reference, simulate
+
+    # The check's store is small (the Amaranth simulator initialises every word).
+    mm = MemoryMap(n=n, reram_bytes=min(reram_bytes, 4096), reram_word_bytes=reram_word_bytes,
+                   reram_latency=reram_latency)
+    rng = random.Random(3)
+    checked = 0
+    for k in range(3):
+        case = random_case(mm, rng, cols=min(max_cols, 2 + k), tokens=2 * n - k, rows=2)
+        want, _ = reference(case, max_cols=max_cols)
+        got = simulate(case, max_cols=max_cols, p_ready=0.7 if k else 1.0, seed=k)
+        if got["codes"] != want:
+            raise AssertionError(f"case {k}: RTL codes differ from the reference")
+        p = case.ports
+        if got["reads"] != embed_reram_reads(p["cols"], p["tokens"], n, reram_word_bytes):
+            raise AssertionError(f"case {k}: {got['reads']} ReRAM reads, the model says other")
+        if k == 0 and got["cycles"] != embed_cycles(p["rows"], p["cols"], p["tokens"], n,
+                                                    reram_word_bytes, reram_latency):
+            raise AssertionError(f"case 0: {got['cycles']} cycles, the model says other")
+        checked += len(want) * len(want[0])
+    return (f"{checked} codes of 3 random commands equal the reference (stalls on 2); reads "
+            f"and cycles equal the model")
+
+
+# axi_mem: from hw.axi_mem
+def check_axi_mem(**params):
+    from hw.axi_mem import _build
+    from sim.axi_sim import axi_mem_selfcheck
+
+    return axi_mem_selfcheck(_build(**params))
+
+
 SELFCHECKS = {
     "af_to_fixed": check_af_to_fixed, "af_mul": check_af_mul, "af_requant": check_af_requant,
     "dvfs": check_dvfs, "entropy_exit": check_entropy_exit, "layernorm": check_layernorm,
     "matmul": check_matmul, "residual_add": check_residual_add, "softmax": check_softmax,
-    "top": check_top,
+    "top": check_top, "csr": check_csr, "axi_mem": check_axi_mem, "reram": check_reram,
+    "embed_unit": check_embed_unit,
 }

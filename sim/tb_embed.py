@@ -11,7 +11,7 @@ import cocotb
 from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
 
-from hw.embed_sim import COMMAND_PORTS
+from sim.embed_sim import COMMAND_PORTS
 from sim.scoreboard import Scoreboard, params
 from sim.stream import unpack
 

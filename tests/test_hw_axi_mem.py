@@ -8,10 +8,10 @@ from amaranth.sim import Simulator
 
 from hw.axi import Burst, Resp
 from hw.axi_mem import AxiMem
-from hw.axi_sim import MemoryModel, axi_read, axi_write
 from hw.memmap import MemoryMap
-from hw.registry import blocks
 from hw.regmap import windows
+from sim.axi_sim import MemoryModel, axi_read, axi_write
+from sim.selfcheck import blocks
 
 SMALL = MemoryMap(n=4, reram_bytes=96, reram_word_bytes=6, desc_words=8, wmask_words=16,
                   wval_words=40, wbias_words=8, act_words=24, aux_words=16, prog_words=12)

@@ -7,10 +7,10 @@ from amaranth.hdl import Fragment, Value
 from amaranth.sim import Simulator
 
 from hw.axi import Resp
-from hw.axi_sim import axil_read, axil_write
 from hw.csr import Csr
-from hw.registry import blocks
 from hw.regmap import Access, Field, Register, RegisterMap
+from sim.axi_sim import axil_read, axil_write
+from sim.selfcheck import blocks
 
 
 def test_selfcheck_passes_on_the_registered_defaults():

@@ -3,13 +3,13 @@ import random
 import pytest
 import torch
 
-from hw.embed_sim import case_from_layout, random_case, reference, simulate
 from hw.embed_unit import EmbedError, EmbedUnit
 from hw.isa import Op
 from hw.layouts import AFFormat
 from hw.memmap import MemoryMap
-from hw.registry import blocks
 from hw.timing import FETCH_CYCLES, embed_cycles, embed_reram_reads
+from sim.embed_sim import case_from_layout, random_case, reference, simulate
+from sim.selfcheck import blocks
 from sw.program.compiler import compile_program
 from sw.program.cycles import command_cost
 from sw.program.executor import GoldenExecutor

@@ -5,8 +5,8 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.memmap import MemoryMap
-from hw.registry import blocks
 from hw.reram import ReramStore
+from sim.selfcheck import blocks
 
 
 @pytest.mark.parametrize("latency", [0, 1, 3])

@@ -3,11 +3,11 @@ import json
 import pytest
 import torch
 
-from hw.embed_sim import EmbedWithStore, case_from_layout, reference
 from hw.embed_unit import EmbedError
 from hw.isa import Op
 from hw.memmap import MemoryMap
 from hw.timing import embed_cycles, embed_reram_reads
+from sim.embed_sim import EmbedWithStore, case_from_layout, reference
 from sim.runner import require_simulator, run_cocotb
 from sw.program.compiler import compile_program
 from sw.program.executor import GoldenExecutor

@@ -60,7 +60,8 @@ def test_smoke_train_export_reload_evaluate(tmp_path, capsys):
     assert (tmp_path / "hex" / "reram.hex").is_file()
     capsys.readouterr()
     result = tmp_path / "eval.json"
-    assert main(["evaluate", str(image), "--data", str(data), "--json", str(result)]) == 0
+    assert main(["evaluate", str(image), "--data", str(data), "--backend", "float",
+                 "--json", str(result)]) == 0
     res = json.loads(result.read_text())
     # The image reproduces the accuracy that training recorded for the quantized model.
     assert res["accuracy_all_layers"] == metrics["dev"]["accuracy_all_layers"]
