@@ -19,7 +19,7 @@ from sw.golden.entropy import threshold_units
 __all__ = ["OperatingPoint", "DvfsTable", "build_table"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, order=True)
 class OperatingPoint:
     """A supply voltage (V) and the clock frequency (Hz) it supports."""
 

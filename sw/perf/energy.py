@@ -27,6 +27,7 @@ import math
 from dataclasses import dataclass, field
 
 from hw.memmap import DEFAULT_MEMMAP, MemoryMap
+from sw.dvfs import OperatingPoint
 
 __all__ = ["Constant", "CONSTANTS", "EnergyModel", "OperatingPoint", "Phase", "constants_table",
            "operating_points", "NODE_NM", "V_REF"]
@@ -109,20 +110,6 @@ def constants_table():
     for c in CONSTANTS:
         rows.append(f"| {c.name} | {c.value:.4g} | {c.unit} | {c.published} | {c.source} |")
     return "\n".join(rows)
-
-
-@dataclass(frozen=True, order=True)
-class OperatingPoint:
-    """A supply voltage (V) and clock frequency (Hz)."""
-
-    voltage: float
-    frequency: float
-
-    def __post_init__(self):
-        for name in ("voltage", "frequency"):
-            v = getattr(self, name)
-            if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
-                raise ValueError(f"{name} must be a positive number, not {v!r}")
 
 
 def operating_points(meta_dvfs):
