@@ -443,9 +443,11 @@ class EmbedUnit(LaneUnit, wiring.Component):
                     with m.If(cj == c["cols"] - 1):
                         m.d.sync += [cj.eq(0), ct.eq(ct + 1)]
         with m.If(err != 0):
-            # Drop whatever is still in flight; the issuer finishes when nothing is.
+            # Drop whatever is still in flight; the issuer finishes when nothing is. (A start
+            # after a refused command clears err: its own phase stands.)
             m.d.comb += [resp.ready.eq(1), sm.i.valid.eq(0)]
-            m.d.sync += cph.eq(_Phase.IDLE)
+            with m.If(~(self.start & ~self.busy)):
+                m.d.sync += cph.eq(_Phase.IDLE)
         return m
 
     def _consume_vector(self, m, st):

@@ -245,21 +245,28 @@ def check_matmul(**params):
 
 
 def check_top(**params):
-    """One tiny-image sentence (:mod:`sw.tiny_image`) on the top: every command's destination
-    equals the golden trace and its cycle counter the cycle model."""
+    """One tiny-image sentence (:mod:`sw.tiny_image`) on the top from command 0 (EMBED): every
+    command's destination equals the golden trace, its cycle and ReRAM-read counters the cycle
+    model."""
+    from hw.isa import Op
     from sim.top_bench import run_top, tiny_sentence
 
     if params["n"] != 4:
         raise ValueError(f"the top's self-check runs the tiny image (n = 4), not n = {params['n']}")
-    lay, words, golden, costs, kwargs = tiny_sentence(params, 2)
-    run = run_top(lay, words, golden, top_kwargs=kwargs)
+    lay, words, golden, costs, kwargs, tokens = tiny_sentence(params, 2)
+    run = run_top(lay, words, golden, tokens, top_kwargs=kwargs)
     if run.mismatch:
         raise AssertionError(run.mismatch)
     for pc, op, cycles, *_ in run.commands:
         if cycles != costs[pc].cycles:
             raise AssertionError(f"command {pc} ({op.name}) took {cycles} cycles, the model "
                                  f"says {costs[pc].cycles}")
-    if run.status["error"] or run.compared != len(golden.executed[0]) - 1:
+        if run.ports[pc]["reram_reads"] != costs[pc].ports["reram_reads"]:
+            raise AssertionError(f"command {pc} ({op.name}) read the ReRAM "
+                                 f"{run.ports[pc]['reram_reads']} times, the model says "
+                                 f"{costs[pc].ports['reram_reads']}")
+    if run.status["error"] or run.compared != len(golden.executed[0]) \
+            or run.commands[0][1] is not Op.EMBED:
         raise AssertionError(f"the top stopped early: {run.status}")
     return (f"{run.compared} commands of a tiny-image sentence equal the golden trace; "
             f"{run.status['total_cycles']} cycles, as modelled")

@@ -1,12 +1,11 @@
 """Amaranth-simulator bench of the accelerator top: run a compiled program and compare every
 command with the golden executor's trace as it completes.
 
-:func:`run_top` loads the layout's memory images (aux, desc, prog by ``init``; the weight
-memories through the host streams, as the bus loader will), preloads the EMBED output into act
-when the program starts past it (the embedding unit is not attached yet), starts the top and,
-at each ``cmd_done`` pulse, reads the command's destination from the act banks and compares it
-with the trace entry of the same command, as integers. ENTROPY compares H and the exit flag,
-DVFS the bin, predicted layer and codes.
+:func:`run_top` loads the layout's memory images (reram, aux with the sentence's token entries,
+desc, prog by ``init``; the weight memories through the host streams, as the bus loader will),
+starts the top at command 0 (EMBED) and, at each ``cmd_done`` pulse, reads the command's
+destination from the act banks and compares it with the trace entry of the same command, as
+integers. ENTROPY compares H and the exit flag, DVFS the bin, predicted layer and codes.
 """
 
 from dataclasses import dataclass, field
@@ -15,10 +14,15 @@ import torch
 from amaranth.sim import Simulator
 
 from hw.isa import Op, decode_program
+from hw.memformats import token_word
 from hw.top.memories import word_images
 from hw.top.top import Top
 
-__all__ = ["TopRun", "run_top", "build_top", "final_act", "tiny_sentence"]
+__all__ = ["TopRun", "run_top", "build_top", "final_act", "tiny_sentence", "token_words",
+           "table_rows", "COMPARED_OPS"]
+
+# Commands whose destination (act words) is compared with the golden trace.
+COMPARED_OPS = (Op.EMBED, Op.MATMUL, Op.MATMUL_ACT, Op.SOFTMAX, Op.LAYERNORM, Op.ADD)
 
 
 @dataclass
@@ -51,19 +55,36 @@ def _words(lay, memory):
     return [int.from_bytes(raw[i:i + wb], "little") for i in range(0, len(raw), wb)]
 
 
-def build_top(lay, program_bytes, golden, *, start_pc=1, top_kwargs=None):
-    """The :class:`~hw.top.top.Top` of ``lay`` with aux, desc, prog (``program_bytes``) and,
-    for the commands before ``start_pc``, their golden outputs in act as initial contents.
-    Returns ``(top, commands, trace by command index, weight words by memory)``."""
-    mm, n = lay.memmap, lay.n
+def token_words(lay, rows, segments):
+    """``{aux word: scalar}``: the token entries (:func:`hw.memformats.token_word`) the host
+    writes for one sentence (token-table ``rows``, ``segments``)."""
+    base = lay.symbols["aux"]["tokens"]
+    return {base + t: token_word(int(r), int(s))
+            for t, (r, s) in enumerate(zip(rows, segments, strict=True))}
+
+
+def table_rows(lay):
+    """The top's ``vocab_rows``, ``seg_rows``, ``pos_rows`` for the layout's tables."""
+    c = lay.config
+    return {"vocab_rows": c["vocab_size"], "seg_rows": c["type_vocab"],
+            "pos_rows": c["max_len"]}
+
+
+def build_top(lay, program_bytes, golden, tokens, *, top_kwargs=None):
+    """The :class:`~hw.top.top.Top` of ``lay`` with reram, aux (with the ``tokens`` entries of
+    :func:`token_words`), desc and prog (``program_bytes``) as initial contents. Returns
+    ``(top, commands, trace by command index, weight words by memory)``."""
+    mm = lay.memmap
     cmds = decode_program(bytes(program_bytes))
     trace = {t.index: t for t in golden.trace}
-    act = {}
-    for pc in range(start_pc):
-        act.update(_dst_words(cmds[pc], trace[pc].data["codes"][0], n))
     images = dict(lay.images)
     images["prog"] = bytes(program_bytes)
-    init = word_images(mm, images, act)
+    aux = bytearray(bytes(lay.images["aux"]))
+    wb = mm.word_bytes("aux")
+    for word, value in tokens.items():
+        aux[word * wb:word * wb + 4] = value.to_bytes(4, "little")
+    images["aux"] = bytes(aux)
+    init = word_images(mm, images)
     dut = Top(memmap=mm, fmt=lay.fmt, init=init, **(top_kwargs or {}))
     weights = {m: _words(lay, m) for m in ("wmask", "wval", "wbias")}
     return dut, cmds, trace, weights
@@ -78,12 +99,14 @@ def final_act(lay, cmds, golden):
     return out
 
 
-def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_kwargs=None):
-    """Run ``program_bytes`` on :class:`hw.top.top.Top` for one sentence whose golden run
-    (``GoldenExecutor.run(..., trace=True)``, batch of one) is ``golden``. Returns a
+def run_top(lay, program_bytes, golden, tokens, *, max_cycles=400_000, top_kwargs=None,
+            rows=None):
+    """Run ``program_bytes`` on :class:`hw.top.top.Top` for one sentence (token entries
+    ``tokens``, :func:`token_words`) whose golden run (``GoldenExecutor.run(..., trace=True)``,
+    batch of one) is ``golden``. ``rows`` overrides :func:`table_rows`. Returns a
     :class:`TopRun`; stops comparing at the first mismatch."""
     n = lay.n
-    dut, cmds, trace, weights = build_top(lay, program_bytes, golden, start_pc=start_pc,
+    dut, cmds, trace, weights = build_top(lay, program_bytes, golden, tokens,
                                           top_kwargs=top_kwargs)
     banks = dut.memories["act"]
     nb = lay.fmt.n_bits
@@ -101,7 +124,7 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
         cmd, ref = cmds[pc], trace.get(pc)
         if ref is None:
             return f"command {pc} ({cmd.op.name}) ran on the top but not on the golden model"
-        if cmd.op in (Op.MATMUL, Op.MATMUL_ACT, Op.SOFTMAX, Op.LAYERNORM, Op.ADD):
+        if cmd.op in COMPARED_OPS:
             for word, want in _dst_words(cmd, ref.data["codes"][0], n).items():
                 got = tile(ctx, word)
                 if not torch.equal(got, want):
@@ -137,7 +160,9 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
         ctx.set(dut.act_mask_base, syms["wmask"]["act.ones"])
         ctx.set(dut.act_value_base, syms["wval"]["act.values"])
         ctx.set(dut.act_bias_base, syms["wbias"]["act.zero"])
-        ctx.set(dut.start_pc, start_pc)
+        for name, v in (rows or table_rows(lay)).items():
+            ctx.set(getattr(dut, name), v)
+        ctx.set(dut.start_pc, 0)
         ctx.set(dut.start, 1)
         await ctx.tick()
         ctx.set(dut.start, 0)
@@ -149,7 +174,7 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
                                                         for c in ("cycles", "mac", "skipped",
                                                                   "stall"))))
                 run.ports[pc] = {c: ctx.get(getattr(dut, f"cmd_{c}")) for c in (
-                    "act_reads", "act_writes", "aux_reads")}
+                    "act_reads", "act_writes", "aux_reads", "reram_reads")}
                 if run.mismatch is None:
                     run.mismatch = compare(ctx, pc)
             if ctx.get(dut.done):
@@ -159,7 +184,7 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
         run.status = {p: ctx.get(getattr(dut, p)) for p in (
             "error", "error_pc", "exit", "exit_layer", "total_cycles", "total_mac",
             "total_commands", "dvfs_valid", "total_act_reads", "total_act_writes",
-            "total_aux_reads", "total_prog_reads", "total_desc_reads")}
+            "total_aux_reads", "total_reram_reads", "total_prog_reads", "total_desc_reads")}
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
@@ -171,8 +196,8 @@ def run_top(lay, program_bytes, golden, *, start_pc=1, max_cycles=400_000, top_k
 def tiny_sentence(params, sentence):
     """The tiny image (:mod:`sw.tiny_image`) laid out for the top's flat ``params``
     (:data:`hw.top.top._TINY`), the program of ``TINY_SENTENCES[sentence]`` (every layer run),
-    its golden run with the trace and the cycle model: ``(layout, program bytes, golden,
-    costs, top keyword arguments)``."""
+    its golden run with the trace, the cycle model and the token entries: ``(layout, program
+    bytes, golden, costs, top keyword arguments, tokens)``."""
     from hw.memmap import MemoryMap
     from hw.top.top import _MEMMAP_KEYS
     from sw.program.compiler import compile_program
@@ -189,4 +214,5 @@ def tiny_sentence(params, sentence):
     words = compile_program(lay, e.length, early_exit=False).program_bytes()
     golden = ex.run(words, e.rows[None], e.segments[None], trace=True)
     kwargs = {k: v for k, v in params.items() if k not in _MEMMAP_KEYS}
-    return lay, words, golden, program_costs(words, ex, e.rows), kwargs
+    return (lay, words, golden, program_costs(words, ex, e.rows), kwargs,
+            token_words(lay, e.rows, e.segments))

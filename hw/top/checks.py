@@ -70,6 +70,7 @@ def build_checks(m, *, cmd, op, F, D, desc_word, memmap, fmt, limits):
     }
     for o in (Op.SOFTMAX, Op.LAYERNORM):
         ranges[o] = (F[o], ("x", F[o]["rows"], F[o]["cols"]), (F[o]["rows"], F[o]["cols"]))
+    ranges[Op.EMBED] = (F[Op.EMBED], (F[Op.EMBED]["rows"], F[Op.EMBED]["cols"]))
     ranges[Op.ADD] = (F[Op.ADD], ("a", F[Op.ADD]["rows"], F[Op.ADD]["cols"]),
                       ("b", F[Op.ADD]["rows"], F[Op.ADD]["cols"]),
                       (F[Op.ADD]["rows"], F[Op.ADD]["cols"]))
@@ -85,12 +86,12 @@ def build_checks(m, *, cmd, op, F, D, desc_word, memmap, fmt, limits):
         dlo, dhi = extent(f["dst_base"], f["dst_stride"], rows, cols)
         range_bad.append(is_op[o] & Cat(*(hi >= act_words for _, hi in
                                           [*spans, (dlo, dhi)])).any())
-        overlap_bad.append(is_op[o] & Cat(*((dlo <= hi) & (lo <= dhi)
-                                            for lo, hi in spans)).any())
+        if spans:
+            overlap_bad.append(is_op[o] & Cat(*((dlo <= hi) & (lo <= dhi)
+                                                for lo, hi in spans)).any())
     range_bad.append(is_op[Op.ENTROPY] & (F[Op.ENTROPY]["x_base"] + ent_beats > act_words))
     checks.append((Cat(*range_bad).any(), TopError.OPERAND_RANGE))
     checks.append((Cat(*overlap_bad).any(), TopError.OVERLAP))
-    checks.append((is_op[Op.EMBED], TopError.NO_EMBED_UNIT))
     for cond, c in reversed(checks):
         with m.If(cond):
             m.d.comb += code.eq(c)

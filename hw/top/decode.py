@@ -1,14 +1,15 @@
 """Command decoding generated from :data:`hw.isa.LAYOUTS` ([C1]): no bit position is written
 twice. :func:`fields` slices a command word into an opcode's fields, :func:`reserved` says
 whether the bits above the opcode's last field are set; :func:`desc_fields` does the same for a
-matrix descriptor (:data:`hw.isa.MATRIX_DESC`).
+matrix descriptor (:data:`hw.isa.MATRIX_DESC`) and :func:`embed_desc_fields` for an embedding
+descriptor (:data:`hw.isa.EMBED_DESC`).
 """
 
 from amaranth.hdl import Const
 
-from hw.isa import LAYOUTS, MATRIX_DESC, OPCODE_BITS, WORD_BITS
+from hw.isa import EMBED_DESC, LAYOUTS, MATRIX_DESC, OPCODE_BITS, WORD_BITS
 
-__all__ = ["fields", "used_bits", "reserved", "desc_fields"]
+__all__ = ["fields", "used_bits", "reserved", "desc_fields", "embed_desc_fields"]
 
 
 def _slices(word, layout, start):
@@ -38,3 +39,8 @@ def reserved(word, op):
 def desc_fields(word):
     """``{field: Value}`` of a matrix descriptor word."""
     return _slices(word, MATRIX_DESC.fields, 0)[0]
+
+
+def embed_desc_fields(word):
+    """``{field: Value}`` of an embedding descriptor word (ReRAM byte addresses)."""
+    return _slices(word, EMBED_DESC.fields, 0)[0]

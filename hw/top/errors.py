@@ -25,4 +25,3 @@ class TopError(enum.IntEnum):
     EMPTY_DESC = 6          # MATMUL names a descriptor that holds no matrix
     UNIT_ERROR = 7          # the matrix engine or a special-function unit reported an error
     PC_OVERFLOW = 8         # the program ran off the end of the program memory
-    NO_EMBED_UNIT = 9       # EMBED, but this top has no embedding unit

@@ -11,7 +11,9 @@
 The weight memories are the matrix engine's own buffers (written through its ``m_w``,
 ``v_w`` and ``b_w`` streams). Every memory has a host write port (``valid``, ``addr``,
 ``data``) that the bus loader drives while the sequencer is idle; ``init`` images (for tests
-and memory-init files) come from :func:`word_images`.
+and memory-init files) come from :func:`word_images`. The ReRAM store
+(:class:`hw.reram.ReramStore`) has its own write port, driven by the top's ``host_reram``
+(:func:`host_layouts` gives its payload too).
 """
 
 from types import SimpleNamespace
@@ -29,7 +31,7 @@ def host_layouts(memmap: MemoryMap, nb):
     """Payload layouts of the host write ports: ``{memory: StructLayout(addr, data)}``."""
     n = memmap.n
     widths = {"act": n * n * nb, "aux": 8 * memmap.word_bytes("aux"), "desc": 128,
-              "prog": 128}
+              "prog": 128, "reram": 8 * memmap.reram_word_bytes}
     return {m: data.StructLayout({"addr": range(memmap.depth(m)), "data": w})
             for m, w in widths.items()}
 
@@ -37,8 +39,11 @@ def host_layouts(memmap: MemoryMap, nb):
 def word_images(memmap: MemoryMap, images, act=None):
     """Initial words of ``aux``, ``desc``, ``prog`` (little-endian bytes of a layout image)
     and of the act banks (``act``: ``{word: n x n codes}``), as ``{memory: [int]}`` and
-    ``{"act": [[int] per bank]}``."""
+    ``{"act": [[int] per bank]}``; ``"reram"``: the store's bytes
+    (:class:`hw.reram.ReramStore` ``init``), if the images hold any."""
     out = {}
+    if len(images.get("reram", b"")):
+        out["reram"] = bytes(images["reram"])
     for mem in ("aux", "desc", "prog"):
         raw = bytes(images.get(mem, b""))
         wb = memmap.word_bytes(mem)

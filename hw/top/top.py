@@ -18,10 +18,15 @@ from :data:`hw.isa.LAYOUTS`), reads the matrix descriptor, checks the command
 * ``DVFS``: load the controller's table from the aux block, feed it the recorded H of
   ``layer``; ``END``: stop.
 
+* ``EMBED``: the embedding unit (:class:`hw.embed_unit.EmbedUnit`) reads the token entries
+  from aux (``tok_addr``), the rows of the :data:`hw.isa.EMBED_DESC` tables from the ReRAM store
+  (:class:`hw.reram.ReramStore`) and writes its output beats into act as they come (beat of
+  row ``r``, column tile ``c``: bank ``r % n`` of word ``dst_base + (r // n) * dst_stride + c``);
+  the unit starts in the check cycle, so the command costs ``FETCH_CYCLES`` plus the unit's
+  :func:`hw.timing.embed_cycles`.
+
 After every command the top pulses ``cmd_done`` with ``cmd_pc`` and the command's counters;
 testbenches compare the command's destination then (nothing of the next command has run).
-``EMBED`` needs the embedding unit (branch ``embed``): until it is attached, the top stops
-with ``NO_EMBED_UNIT``; start at ``start_pc = 1`` with the embedding output in act.
 """
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal
@@ -29,20 +34,22 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.dvfs import DvfsController
+from hw.embed_unit import EmbedUnit
 from hw.entropy import EntropyExit
 from hw.isa import Op
 from hw.layernorm import LayerNorm
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.matmul import COUNTER_BITS, MatmulConfig, MatrixEngine
 from hw.matmul.engine import payload_layouts
-from hw.memformats import MASK_BYTES
+from hw.memformats import MASK_BYTES, TOKEN_ROW_BITS
 from hw.memmap import MemoryMap
 from hw.registry import register_block
+from hw.reram import ReramStore
 from hw.residual import ResidualAdd
 from hw.sfu_tables import EPS_BITS, H_BITS, SPAN_MASK_FRAC
 from hw.softmax import Softmax
 from hw.top.checks import build_checks
-from hw.top.decode import desc_fields, fields
+from hw.top.decode import desc_fields, embed_desc_fields, fields
 from hw.top.errors import ERROR_BITS, TopError
 from hw.top.memories import build_memories, host_layouts, make_memories
 
@@ -50,6 +57,8 @@ __all__ = ["Top", "build_top"]
 
 _MASK_BITS = SPAN_MASK_FRAC + 1
 _SFU_OPS = (Op.SOFTMAX, Op.LAYERNORM, Op.ADD, Op.ENTROPY)
+_TOTALS = ("cycles", "mac", "skipped", "stall", "act_reads", "act_writes", "aux_reads",
+           "reram_reads", "prog_reads", "desc_reads", "commands")
 
 
 class Top(wiring.Component):
@@ -72,7 +81,11 @@ class Top(wiring.Component):
     max_layers : int
         Entries of the entropy record.
     init : dict or None
-        Initial memory words (:func:`hw.top.memories.word_images`).
+        Initial memory words (:func:`hw.top.memories.word_images`; ``"reram"``: the store's
+        bytes).
+
+    The embedding unit accepts rows of up to ``max_len // n`` column tiles (the embedding is
+    LayerNorm's input, which ``max_len`` bounds anyway).
 
     Attributes
     ----------
@@ -86,14 +99,20 @@ class Top(wiring.Component):
     dvfs_valid, dvfs_bin, dvfs_layer, vcode, fcode : out, the last DVFS decision.
     cmd_done, cmd_pc, cmd_cycles, cmd_mac, cmd_skipped, cmd_stall : out, pulse after each
         command with its index and counters (cycles from its fetch to its last cycle).
-    cmd_act_reads, cmd_act_writes, cmd_aux_reads : out, the command's memory accesses: act
-        read-port addresses (a tile word; ADD's two ports count two), act write cycles,
-        aux read-port addresses (:func:`sw.program.cycles.port_accesses`).
+    cmd_act_reads, cmd_act_writes, cmd_aux_reads, cmd_reram_reads : out, the command's memory
+        accesses: act read-port addresses (a tile word; ADD's two ports count two), act write
+        cycles, aux read-port addresses, ReRAM word reads
+        (:func:`sw.program.cycles.port_accesses`).
     total_* : out, the same summed over the program, the program and descriptor reads, the
         commands.
     act_mask_base, act_value_base, act_bias_base : in, the MATMUL_ACT regions of the weight
         memories (``lay.symbols["wmask"]["act.ones"]`` ...).
-    host_act, host_aux, host_desc, host_prog : in, host write streams {addr, data}.
+    vocab_rows, seg_rows, pos_rows : in, the rows of the token, segment and position tables in
+        the ReRAM store (``lay.config["vocab_size"]``, ``["type_vocab"]``, ``["max_len"]``):
+        EMBED stops with ``UNIT_ERROR`` on a token row or segment beyond them, or more tokens
+        than position rows.
+    host_act, host_aux, host_desc, host_prog, host_reram : in, host write streams {addr,
+        data} (``host_reram``: a ReRAM word, byte 0 in the low bits).
     host_wmask, host_wval, host_wbias : in, the engine's m_w / v_w / b_w streams.
     host_rd_en, host_rd_addr, host_rd_data : the host's act reads while idle (a tile word,
         bank i in bits ``i * n * N``, the cycle after the address).
@@ -112,6 +131,8 @@ class Top(wiring.Component):
         self._max_len, self._max_classes = max_len, max_classes
         self._bins, self._layers = dvfs_bins, max_layers
         n = memmap.n
+        self._reram = ReramStore(memmap=memmap, init=(init or {}).get("reram"))
+        self._embed = EmbedUnit(fmt=fmt, n=n, memmap=memmap, max_cols=max(1, max_len // n))
         self._cfg = MatmulConfig(n=n, fmt=fmt, max_k=max_k, x_depth=memmap.act_words,
                                  y_depth=memmap.act_words, m_depth=memmap.wmask_words,
                                  v_depth=memmap.wval_words)
@@ -131,14 +152,13 @@ class Top(wiring.Component):
             "vcode": Out(4), "fcode": Out(4),
             "cmd_done": Out(1), "cmd_pc": Out(range(memmap.prog_words + 1)),
             **{f"cmd_{c}": Out(cnt) for c in ("cycles", "mac", "skipped", "stall",
-                                              "act_reads", "act_writes", "aux_reads")},
-            **{f"total_{c}": Out(cnt) for c in ("cycles", "mac", "skipped", "stall",
-                                                "act_reads", "act_writes", "aux_reads",
-                                                "prog_reads", "desc_reads",
-                                                "commands")},
+                                              "act_reads", "act_writes", "aux_reads",
+                                              "reram_reads")},
+            **{f"total_{c}": Out(cnt) for c in _TOTALS},
             "act_mask_base": In(range(memmap.wmask_words)),
             "act_value_base": In(range(memmap.wval_words)),
             "act_bias_base": In(range(self._cfg.b_depth)),
+            "vocab_rows": In(TOKEN_ROW_BITS + 1), "seg_rows": In(9), "pos_rows": In(13),
             **{f"host_{m}": In(stream.Signature(lay)) for m, lay in host.items()},
             "host_wmask": In(stream.Signature(eng["m_w"])),
             "host_wval": In(stream.Signature(eng["v_w"])),
@@ -170,11 +190,17 @@ class Top(wiring.Component):
         lnorm = m.submodules.layernorm = LayerNorm(fmt=fmt, n=n, max_len=self._max_len)
         add = m.submodules.add = ResidualAdd(fmt=fmt, n=n)
         ent = m.submodules.entropy = EntropyExit(fmt=fmt, n=n, max_classes=self._max_classes)
+        emb = m.submodules.embed = self._embed
+        store = m.submodules.reram = self._reram
+        wiring.connect(m, emb.reram, store.rd)
         dv = m.submodules.dvfs = DvfsController(bins=self._bins)
         busy = Signal()
         m.d.comb += self.busy.eq(busy)
         mem = build_memories(m, mm, nb, {k: getattr(self, f"host_{k}") for k in
                                          ("act", "aux", "desc", "prog")}, busy, self._mems)
+        hr = self.host_reram
+        m.d.comb += [hr.ready.eq(~busy), store.w_en.eq(hr.valid & ~busy),
+                     store.w_addr.eq(hr.payload.addr), store.w_data.eq(hr.payload.data)]
         # The host writes the weight buffers through the engine's streams.
         for port, src in ((eng.m_w, self.host_wmask), (eng.b_w, self.host_wbias)):
             m.d.comb += [port.valid.eq(src.valid & ~busy), port.payload.eq(src.payload),
@@ -220,8 +246,12 @@ class Top(wiring.Component):
         act_r = Signal(2)
         act_wr = Signal()
         aux_r = Signal(2)
-        c_ar, c_aw, c_xr = (Signal(COUNTER_BITS, name=nm) for nm in ("c_ar", "c_aw", "c_xr"))
-        m.d.sync += [self.total_act_reads.eq(self.total_act_reads + act_r),
+        rr = Signal()
+        c_ar, c_aw, c_xr, c_rr = (Signal(COUNTER_BITS, name=nm) for nm in ("c_ar", "c_aw", "c_xr",
+                                                                           "c_rr"))
+        m.d.comb += rr.eq(emb.reram.req.valid & emb.reram.req.ready)
+        m.d.sync += [self.total_reram_reads.eq(self.total_reram_reads + rr), c_rr.eq(c_rr + rr),
+                     self.total_act_reads.eq(self.total_act_reads + act_r),
                      self.total_act_writes.eq(self.total_act_writes + act_wr),
                      self.total_aux_reads.eq(self.total_aux_reads + aux_r),
                      self.total_prog_reads.eq(self.total_prog_reads + mem.prog_rd.en),
@@ -240,6 +270,7 @@ class Top(wiring.Component):
                          self.cmd_act_reads.eq(c_ar + act_r),
                          self.cmd_act_writes.eq(c_aw + act_wr),
                          self.cmd_aux_reads.eq(c_xr + aux_r),
+                         self.cmd_reram_reads.eq(c_rr + rr),
                          self.total_commands.eq(self.total_commands + 1),
                          self.total_mac.eq(self.total_mac + c_mac),
                          self.total_skipped.eq(self.total_skipped + c_skip),
@@ -359,6 +390,19 @@ class Top(wiring.Component):
                     out = Mux(is_op[o], f[key], out)
             return out
 
+        # ---- embedding unit: the command's fields and the EMBED descriptor --------------------
+        efd = F[Op.EMBED]
+        ed = embed_desc_fields(mem.desc_rd.data)
+        m.d.comb += [
+            *(getattr(emb, k).eq(efd[k]) for k in ("rows", "cols", "tokens", "tok_addr",
+                                                   "bias_word", "bias_pos", "bias_seg",
+                                                   "bias_out")),
+            *(getattr(emb, k).eq(v) for k, v in ed.items()),
+            emb.vocab_rows.eq(self.vocab_rows), emb.seg_rows.eq(self.seg_rows),
+            emb.pos_rows.eq(self.pos_rows), emb.aux_data.eq(mem.aux_a.data[:32]),
+            emb.o.ready.eq(1),
+        ]
+
         # ---- DVFS -----------------------------------------------------------------------------
         dfs = F[Op.DVFS]
         dv_layers, dv_v, dv_f = Signal(8 * wb), Signal(8 * wb), Signal(8 * wb)
@@ -373,14 +417,11 @@ class Top(wiring.Component):
                     m.d.sync += [pc.eq(self.start_pc), self.error.eq(0), self.error_pc.eq(0),
                                  self.exit.eq(0), self.exit_layer.eq(0), last_layer.eq(0),
                                  self.dvfs_valid.eq(0), busy.eq(1),
-                                 *(getattr(self, f"total_{c}").eq(0) for c in (
-                                     "cycles", "mac", "skipped", "stall", "act_reads",
-                                     "act_writes", "aux_reads", "prog_reads", "desc_reads",
-                                     "commands"))]
+                                 *(getattr(self, f"total_{c}").eq(0) for c in _TOTALS)]
                     m.next = "FETCH"
             with m.State("FETCH"):
                 m.d.sync += [cyc.eq(1), c_mac.eq(0), c_skip.eq(0), c_stall.eq(0), c_ar.eq(0),
-                             c_aw.eq(0), c_xr.eq(0)]
+                             c_aw.eq(0), c_xr.eq(0), c_rr.eq(0)]
                 with m.If(pc >= mm.prog_words):
                     m.d.sync += [self.error.eq(TopError.PC_OVERFLOW), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]
@@ -390,7 +431,10 @@ class Top(wiring.Component):
                     m.next = "DECODE"
             with m.State("DECODE"):
                 m.d.sync += cmd.eq(mem.prog_rd.data)
-                m.d.comb += [mem.desc_rd.addr.eq(fields(mem.prog_rd.data, Op.MATMUL)["desc"]),
+                word = mem.prog_rd.data
+                m.d.comb += [mem.desc_rd.addr.eq(Mux(word[:4] == Op.EMBED,
+                                                     fields(word, Op.EMBED)["desc"],
+                                                     fields(word, Op.MATMUL)["desc"])),
                              mem.desc_rd.en.eq(1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
@@ -418,6 +462,9 @@ class Top(wiring.Component):
                     walk_setup(afs["x_base"], afs["k"], afs["rows"], 1, afs["x_stride"], 0)
                     act_read_a(afs["x_base"])
                     m.next = "XCOPY"
+                with m.Elif(is_op[Op.EMBED]):
+                    m.d.comb += emb.start.eq(1)
+                    m.next = "EMBED"
                 with m.Elif(is_op[Op.DVFS]):
                     # The predicted layers and the voltage codes (one aux word each: bins is
                     # at most the word's bytes), then the frequency codes.
@@ -555,6 +602,24 @@ class Top(wiring.Component):
                                  self.done.eq(1), busy.eq(0)]
                     m.next = "IDLE"
 
+            # -- EMBED --------------------------------------------------------------------------
+            with m.State("EMBED"):
+                m.d.comb += [mem.aux_a.addr.eq(emb.aux_addr), mem.aux_a.en.eq(emb.aux_en)]
+                with m.If(emb.o.valid):
+                    tag = emb.o.payload.tag
+                    for i, wp in enumerate(mem.act_w):
+                        m.d.comb += [wp.addr.eq(efd["dst_base"] + (tag.row >> ln)
+                                                * efd["dst_stride"] + tag.col),
+                                     wp.data.eq(emb.o.payload.codes),
+                                     wp.en.eq(Mux(tag.row[:ln] == i, (1 << n) - 1, 0))]
+                with m.If(emb.done):
+                    with m.If(emb.error):
+                        m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                                     self.done.eq(1), busy.eq(0)]
+                        m.next = "IDLE"
+                    with m.Else():
+                        finish()
+
             # -- DVFS ---------------------------------------------------------------------------
             with m.State("DV0"):
                 m.d.sync += [dv_layers.eq(mem.aux_a.data), dv_v.eq(mem.aux_b.data)]
@@ -604,11 +669,13 @@ class Top(wiring.Component):
 
 
 # Tiny defaults (n = 4): the memories hold the tiny image of sw.tiny_image and its programs.
-_TINY = {"n": 4, "desc_words": 16, "wmask_words": 256, "wval_words": 1024, "wbias_words": 64,
+_TINY = {"n": 4, "reram_bytes": 1024, "reram_word_bytes": 8, "reram_latency": 2,
+         "desc_words": 16, "wmask_words": 256, "wval_words": 1024, "wbias_words": 64,
          "act_words": 256, "aux_words": 128, "prog_words": 64, "max_k": 64, "max_len": 64,
          "max_classes": 16, "dvfs_bins": 8, "max_layers": 8}
-_MEMMAP_KEYS = ("n", "desc_words", "wmask_words", "wval_words", "wbias_words", "act_words",
-                "aux_words", "prog_words")
+_MEMMAP_KEYS = ("n", "reram_bytes", "reram_word_bytes", "reram_latency", "desc_words",
+                "wmask_words", "wval_words", "wbias_words", "act_words", "aux_words",
+                "prog_words")
 
 
 def build_top(**p):

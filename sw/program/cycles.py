@@ -12,8 +12,9 @@ equals it (tests/test_hw_top.py):
 * SOFTMAX, LAYERNORM: :data:`hw.timing.SFU_PROLOGUE`, then ``rows`` row periods (rows stream
   back to back); ENTROPY: the prologue and one row of ``ceil(classes / n)`` beats; ADD: the
   prologue and one stream of ``rows * cols / n`` beats;
-* EMBED: :func:`hw.timing.embed_cycles` (the embedding unit's own count, held to its RTL; the
-  top does not run EMBED yet); DVFS: :data:`hw.timing.DVFS_CYCLES` plus one cycle per bin.
+* EMBED: :func:`hw.timing.embed_cycles` (the embedding unit's own count: the top starts the
+  unit in the fetch's check cycle and adds nothing); DVFS: :data:`hw.timing.DVFS_CYCLES` plus
+  one cycle per bin.
 
 Alongside the cycles it counts the actions an energy model prices (:class:`Cost`): MACs
 issued, SFU elements, and bytes read and written per memory (activations as n-code bank words;
@@ -62,28 +63,33 @@ class Cost:
         return self.cycles - FETCH_CYCLES
 
 
-def port_accesses(cmd, n, desc=None):
+def port_accesses(cmd, n, desc=None, *, reram_word_bytes=None):
     """The accelerator top's access counters of one command (``cmd_act_reads``,
-    ``cmd_act_writes``, ``cmd_aux_reads``): act read-port addresses (a tile word; ADD's two
-    ports count two), act write cycles, aux read-port addresses. ``desc`` (K and cols in
-    tiles) is needed for MATMUL; EMBED is not counted yet (``{}``)."""
+    ``cmd_act_writes``, ``cmd_aux_reads``, ``cmd_reram_reads``): act read-port addresses (a
+    tile word; ADD's two ports count two), act write cycles, aux read-port addresses, ReRAM word
+    reads. ``desc`` (K and cols in tiles) is needed for MATMUL, the store's word
+    (``reram_word_bytes``) for EMBED."""
+    acc = {"act_reads": 0, "act_writes": 0, "aux_reads": 0, "reram_reads": 0}
     if cmd.op in (Op.MATMUL, Op.MATMUL_ACT):
         k, cols = (desc["k"], desc["cols"]) if cmd.op is Op.MATMUL else (cmd.k, cmd.cols)
         w = cmd.k * cmd.cols if cmd.op is Op.MATMUL_ACT else 0
-        return {"act_reads": cmd.rows * k + w, "act_writes": n * cmd.rows * cols,
-                "aux_reads": 0}
-    if cmd.op in (Op.SOFTMAX, Op.LAYERNORM, Op.ADD):
+        acc.update(act_reads=cmd.rows * k + w, act_writes=n * cmd.rows * cols)
+    elif cmd.op in (Op.SOFTMAX, Op.LAYERNORM, Op.ADD):
         beats = cmd.rows * n * cmd.cols
         two = cmd.op is Op.ADD
-        return {"act_reads": (1 + two) * beats, "act_writes": beats,
-                "aux_reads": 1 + (0 if two else 2 * beats)}
-    if cmd.op is Op.ENTROPY:
-        return {"act_reads": -(-cmd.classes // n), "act_writes": 0, "aux_reads": 1}
-    if cmd.op is Op.DVFS:
-        return {"act_reads": 0, "act_writes": 0, "aux_reads": DVFS_CYCLES + cmd.bins}
-    if cmd.op is Op.END:
-        return {"act_reads": 0, "act_writes": 0, "aux_reads": 0}
-    return {}
+        acc.update(act_reads=(1 + two) * beats, act_writes=beats,
+                   aux_reads=1 + (0 if two else 2 * beats))
+    elif cmd.op is Op.ENTROPY:
+        acc.update(act_reads=-(-cmd.classes // n), aux_reads=1)
+    elif cmd.op is Op.DVFS:
+        acc.update(aux_reads=DVFS_CYCLES + cmd.bins)
+    elif cmd.op is Op.EMBED:
+        if reram_word_bytes is None:
+            raise ValueError("EMBED's accesses need the ReRAM word (reram_word_bytes)")
+        # One aux read per token entry, one act write per output beat (a bank word).
+        acc.update(act_writes=cmd.rows * n * cmd.cols, aux_reads=cmd.tokens,
+                   reram_reads=embed_reram_reads(cmd.cols, cmd.tokens, n, reram_word_bytes))
+    return acc
 
 
 def command_cost(cmd, executor, token_rows=None):
@@ -96,7 +102,7 @@ def command_cost(cmd, executor, token_rows=None):
     fetch = {"prog": 16}
     cost = _command_cost(cmd, executor, token_rows, n, fetch)
     cost.ports = port_accesses(cmd, n, executor.matrix(cmd.desc) if cmd.op is Op.MATMUL
-                               else None)
+                               else None, reram_word_bytes=executor.mm.reram_word_bytes)
     return cost
 
 
