@@ -1,94 +1,160 @@
-"""cocotb testbench: the accelerator top's Verilog runs a tiny-image sentence.
+"""cocotb testbench: the accelerator top's Verilog runs whole sentences from command 0 (EMBED).
 
-The memories hold the layout's aux, desc and prog images and the EMBED output (Verilog
-initial contents, :func:`sim.top_bench.build_top`); the bench writes the weight memories
-through the host streams, starts at command 1, records every ``cmd_done`` (index, cycles and
-access counters, held to the cycle model), ENTROPY's H and flag and DVFS's decision as they
-complete, and at the end reads every act word the program wrote through the host read port
-and compares it with the golden run as integers.
+The pytest side (or :mod:`sim.top_default`) writes a JSON file (``params()["cases"]``,
+:func:`sim.top_bench.bench_setup` plus ``sentences`` of :func:`sim.top_bench.sentence_case`).
+The bench writes the weight memories (and the ReRAM store, for a top built without its
+contents) through the host ports once, then per sentence the program (``host_prog``) and the
+token entries (``host_aux``), sets ``start_pc = 0`` and starts. It sleeps until ``cmd_done`` or
+``done`` changes (the simulator runs freely in between) and at every ``cmd_done`` checks the
+command's index, its counters (cycles, MAC cycles, skipped vectors, stalls, act / aux / ReRAM
+accesses) against the cycle model, and what it left against the golden trace: every
+destination act word (read from the act banks' arrays), H and the exit flag, the DVFS
+decision. Programs expect act to start at zero (the output columns of a head the program skips
+are never written): before every sentence but the first the bench writes zeros over the words
+the previous one wrote. A report (``params()["report"]``, if given) records every command's RTL
+counters and the wall time per sentence.
 """
+
+import json
+import time
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ClockCycles, FallingEdge, RisingEdge
+from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
-from hw.isa import Op
 from sim.scoreboard import Scoreboard, params
-from sim.top_bench import build_top, final_act, tiny_sentence
+
+_COUNTERS = ("cycles", "mac", "skipped", "stall")
+_PORTS = ("act_reads", "act_writes", "aux_reads", "reram_reads")
 
 
-def _payload(addr, data, addr_bits):
-    return addr | data << addr_bits
+class TopBench:
+    def __init__(self, dut, setup):
+        self.dut = dut
+        self.s = setup
+        self.n = setup["n"]
+        self.banks = [getattr(dut, f"act{i}") for i in range(self.n)]
+        self.words = Scoreboard("act words")
+        self.counters = Scoreboard("command counters")
+        self.outs = Scoreboard("ENTROPY and DVFS results")
+        self.dirty = set()
+
+    async def reset(self):
+        dut = self.dut
+        cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+        dut.rst.value = 1
+        for port in ("act", "aux", "desc", "prog", "reram", "wmask", "wval", "wbias"):
+            getattr(dut, f"host_{port}__valid").value = 0
+        dut.start.value = 0
+        dut.host_rd_en.value = 0
+        await ClockCycles(dut.clk, 3)
+        dut.rst.value = 0
+
+    async def write(self, port, words, bits):
+        """Host writes ``{addr: word}`` (or a list) through ``host_<port>``, one per cycle
+        (the ports are ready while the top is idle)."""
+        dut = self.dut
+        valid = getattr(dut, f"host_{port}__valid")
+        payload = getattr(dut, f"host_{port}__payload")
+        items = words.items() if isinstance(words, dict) else enumerate(words)
+        for addr, word in items:
+            if not word and isinstance(words, list):
+                continue        # the memories start at zero
+            await FallingEdge(dut.clk)
+            valid.value = 1
+            payload.value = int(addr) | int(word) << bits
+        await FallingEdge(dut.clk)
+        valid.value = 0
+
+    async def load(self):
+        bits = self.s["addr_bits"]
+        for mem in ("wmask", "wval", "wbias"):
+            await self.write(mem, self.s["weights"][mem], bits[mem])
+        if "reram" in self.s:
+            await self.write("reram", self.s["reram"], bits["reram"])
+        for name, v in self.s["config"].items():
+            getattr(self.dut, name).value = v
+
+    def check_command(self, want):
+        dut, pc = self.dut, want["pc"]
+        got = {c: int(getattr(dut, f"cmd_{c}").value) for c in (*_COUNTERS, *_PORTS)}
+        where = f"command {pc} ({want['op']})"
+        for c in _COUNTERS:
+            self.counters.check(got[c], want[c], f"{where} {c}")
+        for c in _PORTS:
+            self.counters.check(got[c], want["ports"][c], f"{where} {c}")
+        for word, banks in want.get("words", {}).items():
+            for i, value in enumerate(banks):
+                self.words.check(self.banks[i][int(word)].value, value,
+                                 f"{where} act word {word} bank {i}")
+        if "entropy" in want:
+            self.outs.check_many([dut.entropy.value, dut.entropy_exit.value], want["entropy"],
+                                 f"{where} H, exit")
+        if "dvfs" in want:
+            self.outs.check_many([dut.dvfs_bin.value, dut.dvfs_layer.value, dut.vcode.value,
+                                  dut.fcode.value], want["dvfs"], f"{where} DVFS")
+        return got
+
+    async def sentence(self, case, max_ns):
+        dut, bits = self.dut, self.s["addr_bits"]
+        await self.write("act", dict.fromkeys(sorted(self.dirty), 0), bits["act"])
+        self.dirty = {int(w) for c in case["commands"] for w in c.get("words", {})}
+        await self.write("prog", case["prog"], bits["prog"])
+        await self.write("aux", {int(k): v for k, v in case["tokens"].items()}, bits["aux"])
+        dut.start_pc.value = 0
+        dut.start.value = 1
+        await FallingEdge(dut.clk)
+        dut.start.value = 0
+        t0 = time.perf_counter()
+        want = iter(case["commands"])
+        seen, record = [], []
+        while True:
+            trig = await First(RisingEdge(dut.cmd_done), RisingEdge(dut.done),
+                               Timer(max_ns, unit="ns"))
+            if isinstance(trig, Timer):
+                raise AssertionError(f"the top did not finish within {max_ns} ns; commands "
+                                     f"seen {seen}")
+            await ReadOnly()
+            if dut.cmd_done.value:
+                pc = int(dut.cmd_pc.value)
+                w = next(want, None)
+                assert w is not None and w["pc"] == pc, f"command {pc} ran, golden {w}"
+                seen.append(pc)
+                record.append({"pc": pc, "op": w["op"], **self.check_command(w)})
+            if dut.done.value:
+                break
+            await RisingEdge(dut.clk)
+        wall = time.perf_counter() - t0
+        assert int(dut.error.value) == 0, \
+            f"error {int(dut.error.value)} at command {int(dut.error_pc.value)}"
+        assert seen == case["executed"], (seen, case["executed"])
+        assert int(dut.exit_layer.value) == case["exit_layer"]
+        total = int(dut.total_cycles.value)
+        self.counters.check(total, sum(w["cycles"] for w in case["commands"]), "total cycles")
+        self.counters.check(dut.total_reram_reads.value,
+                            sum(w["ports"]["reram_reads"] for w in case["commands"]),
+                            "total ReRAM reads")
+        await FallingEdge(dut.clk)
+        return {"wall_s": wall, "cycles": total, "commands": record}
 
 
 @cocotb.test()
-async def whole_sentence(dut):
+async def whole_sentences(dut):
     p = params()
-    lay, words, golden, costs, kwargs = tiny_sentence(p["top"], p["sentence"])
-    top, cmds, trace, weights = build_top(lay, words, golden, top_kwargs=kwargs)
-    n, nb = lay.n, lay.fmt.n_bits
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
-    dut.rst.value = 1
-    for port in ("host_act", "host_aux", "host_desc", "host_prog", "host_wmask", "host_wval",
-                 "host_wbias"):
-        getattr(dut, f"{port}__valid").value = 0
-    dut.start.value = 0
-    dut.host_rd_en.value = 0
-    await ClockCycles(dut.clk, 3)
-    dut.rst.value = 0
-    mm = lay.memmap
-    depth = {"host_wmask": mm.wmask_words, "host_wval": mm.wval_words,
-             "host_wbias": top.engine_config.b_depth}
-    for port, mem in (("host_wmask", "wmask"), ("host_wval", "wval"), ("host_wbias", "wbias")):
-        bits = (depth[port] - 1).bit_length()
-        for addr, word in enumerate(weights[mem]):
-            await FallingEdge(dut.clk)
-            getattr(dut, f"{port}__valid").value = 1
-            getattr(dut, f"{port}__payload").value = _payload(addr, word, bits)
-        await FallingEdge(dut.clk)
-        getattr(dut, f"{port}__valid").value = 0
-    syms = lay.symbols
-    dut.act_mask_base.value = syms["wmask"]["act.ones"]
-    dut.act_value_base.value = syms["wval"]["act.values"]
-    dut.act_bias_base.value = syms["wbias"]["act.zero"]
-    dut.start_pc.value = 1
-    dut.start.value = 1
-    await FallingEdge(dut.clk)
-    dut.start.value = 0
-    cycles = Scoreboard("command cycles")
-    outs = Scoreboard("ENTROPY and DVFS results")
-    seen = []
-    for _ in range(200_000):
-        await RisingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        if dut.cmd_done.value:
-            pc = int(dut.cmd_pc.value)
-            seen.append(pc)
-            cycles.check(dut.cmd_cycles.value, costs[pc].cycles, f"command {pc}")
-            for name, want in costs[pc].ports.items():
-                outs.check(getattr(dut, f"cmd_{name}").value, want, f"command {pc} {name}")
-            data = trace[pc].data
-            if cmds[pc].op is Op.ENTROPY:
-                outs.check(dut.entropy.value, int(data["entropy"][0]), f"command {pc} H")
-                outs.check(dut.entropy_exit.value, int(data["exit"][0]), f"command {pc} exit")
-            if cmds[pc].op is Op.DVFS:
-                got = [dut.dvfs_bin.value, dut.dvfs_layer.value, dut.vcode.value,
-                       dut.fcode.value]
-                outs.check_many(got, data["dvfs"][0].tolist(), f"command {pc} DVFS")
-        if dut.done.value:
-            break
-    assert int(dut.error.value) == 0, f"error {int(dut.error.value)} at {int(dut.error_pc.value)}"
-    assert seen == golden.executed[0][1:], seen
-    assert int(dut.exit_layer.value) == int(golden.exit_layer[0])
-    acts = Scoreboard("act words")
-    for word, tile in sorted(final_act(lay, cmds, golden).items()):
-        dut.host_rd_en.value = 1
-        dut.host_rd_addr.value = word
-        await RisingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        value = int(dut.host_rd_data.value)
-        want = sum(int(c) << (nb * (i * n + j)) for i in range(n)
-                   for j, c in enumerate(tile[i].tolist()))
-        acts.check(value, want, f"act word {word}")
-    dut.host_rd_en.value = 0
-    assert cycles.count == len(seen) and outs.count > 0 and acts.count > 0
+    with open(p["cases"]) as f:
+        setup = json.load(f)
+    tb = TopBench(dut, setup)
+    await tb.reset()
+    t0 = time.perf_counter()
+    await tb.load()
+    report = {"load_s": time.perf_counter() - t0, "sentences": []}
+    for case in setup["sentences"]:
+        report["sentences"].append(await tb.sentence(case, p.get("max_ns", 10**9)))
+        dut._log.info("sentence %d: %d cycles in %.1f s", len(report["sentences"]),
+                      report["sentences"][-1]["cycles"], report["sentences"][-1]["wall_s"])
+    if p.get("report"):
+        with open(p["report"], "w") as f:
+            json.dump(report, f)
+    tb.words.finish()
+    tb.counters.finish()
+    tb.outs.finish()

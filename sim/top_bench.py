@@ -19,7 +19,7 @@ from hw.top.memories import word_images
 from hw.top.top import Top
 
 __all__ = ["TopRun", "run_top", "build_top", "final_act", "tiny_sentence", "token_words",
-           "table_rows", "COMPARED_OPS"]
+           "table_rows", "COMPARED_OPS", "sentence_case", "bench_setup"]
 
 # Commands whose destination (act words) is compared with the golden trace.
 COMPARED_OPS = (Op.EMBED, Op.MATMUL, Op.MATMUL_ACT, Op.SOFTMAX, Op.LAYERNORM, Op.ADD)
@@ -70,15 +70,18 @@ def table_rows(lay):
             "pos_rows": c["max_len"]}
 
 
-def build_top(lay, program_bytes, golden, tokens, *, top_kwargs=None):
-    """The :class:`~hw.top.top.Top` of ``lay`` with reram, aux (with the ``tokens`` entries of
-    :func:`token_words`), desc and prog (``program_bytes``) as initial contents. Returns
-    ``(top, commands, trace by command index, weight words by memory)``."""
+def build_top(lay, program_bytes, golden, tokens, *, top_kwargs=None, reram=True):
+    """The :class:`~hw.top.top.Top` of ``lay`` with reram (unless ``reram`` is false: the host
+    loads it), aux (with the ``tokens`` entries of :func:`token_words`), desc and prog
+    (``program_bytes``) as initial contents. Returns ``(top, commands, trace by command index,
+    weight words by memory)``."""
     mm = lay.memmap
     cmds = decode_program(bytes(program_bytes))
     trace = {t.index: t for t in golden.trace}
     images = dict(lay.images)
     images["prog"] = bytes(program_bytes)
+    if not reram:
+        images.pop("reram")
     aux = bytearray(bytes(lay.images["aux"]))
     wb = mm.word_bytes("aux")
     for word, value in tokens.items():
@@ -216,3 +219,57 @@ def tiny_sentence(params, sentence):
     kwargs = {k: v for k, v in params.items() if k not in _MEMMAP_KEYS}
     return (lay, words, golden, program_costs(words, ex, e.rows), kwargs,
             token_words(lay, e.rows, e.segments))
+
+
+def _bank_words(tile, nb):
+    return [sum(int(c) << (nb * j) for j, c in enumerate(row)) for row in tile.tolist()]
+
+
+def sentence_case(lay, program_bytes, golden, costs, tokens):
+    """One sentence for the cocotb bench (:mod:`sim.tb_top`), JSON-serialisable: the program
+    words, the token entries, and per executed command its model counters and what the golden
+    trace says it leaves (destination act words as bank words, H and the exit flag, the DVFS
+    decision)."""
+    n, nb = lay.n, lay.fmt.n_bits
+    cmds = decode_program(bytes(program_bytes))
+    raw = bytes(program_bytes)
+    words = [int.from_bytes(raw[i:i + 16], "little") for i in range(0, len(raw), 16)]
+    out = []
+    for t in golden.trace:
+        cmd, c = cmds[t.index], costs[t.index]
+        e = {"pc": t.index, "op": cmd.op.name, "cycles": c.cycles, "mac": c.mac_cycles,
+             "skipped": c.skipped, "stall": c.stall, "ports": c.ports}
+        if cmd.op in COMPARED_OPS:
+            e["words"] = {str(w): _bank_words(tile, nb)
+                          for w, tile in _dst_words(cmd, t.data["codes"][0], n).items()}
+        elif cmd.op is Op.ENTROPY:
+            e["entropy"] = [int(t.data["entropy"][0]), int(t.data["exit"][0])]
+        elif cmd.op is Op.DVFS:
+            e["dvfs"] = t.data["dvfs"][0].tolist()
+        out.append(e)
+    return {"prog": words, "tokens": {str(k): v for k, v in tokens.items()},
+            "executed": list(golden.executed[0]), "exit_layer": int(golden.exit_layer[0]),
+            "commands": out}
+
+
+def bench_setup(lay, top, *, reram=False):
+    """What :mod:`sim.tb_top` loads before the sentences: the weight memories' words, the
+    ports' configuration and the payload address widths; the ReRAM words if ``reram`` (a top
+    built without ReRAM contents)."""
+    syms = lay.symbols
+    mm = lay.memmap
+    out = {"n": lay.n, "nb": lay.fmt.n_bits,
+           "weights": {m: _words(lay, m) for m in ("wmask", "wval", "wbias")},
+           "addr_bits": {"wmask": (mm.wmask_words - 1).bit_length(),
+                         "wval": (mm.wval_words - 1).bit_length(),
+                         "wbias": (top.engine_config.b_depth - 1).bit_length(),
+                         "aux": (mm.aux_words - 1).bit_length(),
+                         "act": (mm.act_words - 1).bit_length(),
+                         "prog": (mm.prog_words - 1).bit_length(),
+                         "reram": (mm.depth("reram") - 1).bit_length()},
+           "config": {"act_mask_base": syms["wmask"]["act.ones"],
+                      "act_value_base": syms["wval"]["act.values"],
+                      "act_bias_base": syms["wbias"]["act.zero"], **table_rows(lay)}}
+    if reram:
+        out["reram"] = _words(lay, "reram")
+    return out
