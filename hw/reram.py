@@ -5,9 +5,17 @@ One ``amaranth.lib.memory.Memory`` of ``reram_bytes / reram_word_bytes`` words o
 ``b // word_bytes``, little-endian, as :func:`sw.program.layout.lay_out` writes the image). The
 datapath reads it through a :data:`ReadSignature` port: word-address requests and data
 responses, both ``amaranth.lib.stream`` interfaces, ``latency`` cycles apart.
+
+The words live in an ``amaranth.lib.memory.Memory`` (simulable; its contents, zeros included,
+are written into the Verilog as one initial assignment per word), or with ``external=True`` in
+an instance of the Verilog module :data:`EXTERNAL_MODULE` (:func:`external_verilog` gives its
+text): zeroed by a loop and loaded by ``$readmemh`` from the file named by its ``INIT_FILE``
+parameter (:func:`hex_image` writes it) and by the host. Amaranth's Verilog backend spells out
+every bit of a memory's initial contents, which for the default 2 MiB store dominates the
+generation time; the external storage takes none of it.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import ClockSignal, Instance, Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -16,7 +24,10 @@ from hw.checks import checked_construction
 from hw.memmap import DEFAULT_MEMMAP, MemoryMap
 from hw.registry import register_block
 
-__all__ = ["ReramStore", "read_signature", "COUNTER_BITS"]
+__all__ = ["ReramStore", "read_signature", "COUNTER_BITS", "EXTERNAL_MODULE", "external_verilog",
+           "hex_image"]
+
+EXTERNAL_MODULE = "edgebert_reram_storage"
 
 # Width of the read counter (wraps; 2^32 reads are far more than one inference makes).
 COUNTER_BITS = 32
@@ -50,6 +61,12 @@ class ReramStore(wiring.Component):
     init : bytes-like or None
         Initial contents (e.g. ``lay_out(img).images["reram"]``), at most ``reram_bytes``
         bytes; the rest is zero.
+    external : bool
+        Keep the words in an instance of :data:`EXTERNAL_MODULE` (Verilog only; its
+        ``INIT_FILE`` parameter is ``init_file``) instead of a ``Memory``; ``init`` must then be
+        ``None``. The read latency must be at least 1.
+    init_file : str
+        ``$readmemh`` file of the external storage (``""``: none, the host loads the store).
 
     Attributes
     ----------
@@ -68,10 +85,19 @@ class ReramStore(wiring.Component):
         Zeroes ``reads`` (a read accepted in the same cycle counts as the first).
     """
 
-    def __init__(self, *, memmap: MemoryMap = DEFAULT_MEMMAP, init=None):
+    def __init__(self, *, memmap: MemoryMap = DEFAULT_MEMMAP, init=None, external=False,
+                 init_file=""):
         with checked_construction(self):
             if not isinstance(memmap, MemoryMap):
                 raise TypeError(f"memmap must be a MemoryMap, not {memmap!r}")
+            if external and init is not None:
+                raise ValueError("an external ReRAM storage takes its contents from init_file, "
+                                 "not init")
+            if external and memmap.reram_latency < 1:
+                raise ValueError("an external ReRAM storage needs reram_latency >= 1, not 0")
+            if not isinstance(init_file, str) or '"' in init_file:
+                raise ValueError(f"init_file must be a file name without quotes, not "
+                                 f"{init_file!r}")
             words = None
             if init is not None:
                 raw = bytes(init)
@@ -83,6 +109,7 @@ class ReramStore(wiring.Component):
                 words = [int.from_bytes(raw[i:i + wb], "little") for i in range(0, len(raw), wb)]
         self._memmap = memmap
         self._init = words or []
+        self._external, self._init_file = bool(external), init_file
         self._depth = memmap.depth("reram")
         self._word_bytes = memmap.reram_word_bytes
         self._latency = memmap.reram_latency
@@ -111,11 +138,19 @@ class ReramStore(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.mem = mem = Memory(shape=8 * self._word_bytes, depth=self._depth,
-                                        init=self._init)
-        wp = mem.write_port()
-        m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data)]
         req, resp = self.rd.req, self.rd.resp
+        if self._external:
+            rp = _ExternalReadPort(8 * self._word_bytes, self._depth)
+            m.submodules.storage = Instance(
+                EXTERNAL_MODULE, p_DEPTH=self._depth, p_WIDTH=8 * self._word_bytes,
+                p_ABITS=max(1, (self._depth - 1).bit_length()), p_INIT_FILE=self._init_file,
+                i_clk=ClockSignal(), i_we=self.w_en, i_waddr=self.w_addr, i_wdata=self.w_data,
+                i_re=rp.en, i_raddr=rp.addr, o_rdata=rp.data)
+        else:
+            m.submodules.mem = mem = Memory(shape=8 * self._word_bytes, depth=self._depth,
+                                            init=self._init)
+            wp = mem.write_port()
+            m.d.comb += [wp.en.eq(self.w_en), wp.addr.eq(self.w_addr), wp.data.eq(self.w_data)]
         if self._latency == 0:
             rp = mem.read_port(domain="comb")
             m.d.comb += [rp.addr.eq(req.payload), resp.payload.eq(rp.data),
@@ -124,7 +159,8 @@ class ReramStore(wiring.Component):
             # Stage 0 is the memory's own output register; stages 1 .. latency-1 follow it.
             advance = Signal()
             m.d.comb += [advance.eq(~resp.valid | resp.ready), req.ready.eq(advance)]
-            rp = mem.read_port(transparent_for=())
+            if not self._external:
+                rp = mem.read_port(transparent_for=())
             m.d.comb += [rp.addr.eq(req.payload), rp.en.eq(advance)]
             valid, data = Signal(name="valid0"), rp.data
             with m.If(advance):
@@ -141,6 +177,50 @@ class ReramStore(wiring.Component):
         with m.Elif(took):
             m.d.sync += self.reads.eq(self.reads + 1)
         return m
+
+
+class _ExternalReadPort:
+    """The signals of the external storage's read port (address, enable, data a cycle later,
+    held while the enable is low; a read and a write of one word in a cycle read the old
+    word), as ``Memory.read_port(transparent_for=())`` has them."""
+
+    def __init__(self, width, depth):
+        self.addr = Signal(range(depth), name="ext_raddr")
+        self.en = Signal(name="ext_re")
+        self.data = Signal(width, name="ext_rdata")
+
+
+def external_verilog():
+    """The Verilog text of :data:`EXTERNAL_MODULE` (one module; append it to the design's)."""
+    return f"""
+module {EXTERNAL_MODULE} #(
+  parameter DEPTH = 1, parameter WIDTH = 8, parameter ABITS = 1, parameter INIT_FILE = ""
+) (
+  input clk, input we, input [ABITS-1:0] waddr, input [WIDTH-1:0] wdata,
+  input re, input [ABITS-1:0] raddr, output reg [WIDTH-1:0] rdata
+);
+  reg [WIDTH-1:0] mem [0:DEPTH-1];
+  integer i;
+  initial begin
+    rdata = 0;
+    for (i = 0; i < DEPTH; i = i + 1) mem[i] = 0;
+    if (INIT_FILE != "") $readmemh(INIT_FILE, mem);
+  end
+  always @(posedge clk) begin
+    if (we) mem[waddr] <= wdata;
+    if (re) rdata <= mem[raddr];
+  end
+endmodule
+"""
+
+
+def hex_image(image, word_bytes):
+    """``$readmemh`` text of a store image (bytes, little-endian words of ``word_bytes``): one
+    word per line from word 0; the words past the image stay zero."""
+    raw = bytes(image)
+    raw += bytes(-len(raw) % word_bytes)
+    return "".join(f"{int.from_bytes(raw[i:i + word_bytes], 'little'):0{2 * word_bytes}x}\n"
+                   for i in range(0, len(raw), word_bytes))
 
 
 register_block(

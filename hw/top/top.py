@@ -83,6 +83,10 @@ class Top(wiring.Component):
     init : dict or None
         Initial memory words (:func:`hw.top.memories.word_images`; ``"reram"``: the store's
         bytes).
+    reram_external, reram_init_file : bool, str
+        The ReRAM store's words in the Verilog module :data:`hw.reram.EXTERNAL_MODULE`, loaded
+        by ``$readmemh`` from ``reram_init_file`` (:class:`hw.reram.ReramStore` ``external``):
+        fast Verilog generation for the default 2 MiB store; Verilog only.
 
     The embedding unit accepts rows of up to ``max_len // n`` column tiles (the embedding is
     LayerNorm's input, which ``max_len`` bounds anyway).
@@ -120,7 +124,7 @@ class Top(wiring.Component):
 
     def __init__(self, *, memmap: MemoryMap = MemoryMap(n=4), fmt: AFFormat = DEFAULT_AF,
                  max_k=1024, max_len=256, max_classes=64, dvfs_bins=8, max_layers=16,
-                 init=None):
+                 init=None, reram_external=False, reram_init_file=""):
         if not isinstance(memmap, MemoryMap):
             raise TypeError(f"memmap must be a MemoryMap, not {memmap!r}")
         if memmap.n < 4:
@@ -131,7 +135,8 @@ class Top(wiring.Component):
         self._max_len, self._max_classes = max_len, max_classes
         self._bins, self._layers = dvfs_bins, max_layers
         n = memmap.n
-        self._reram = ReramStore(memmap=memmap, init=(init or {}).get("reram"))
+        self._reram = ReramStore(memmap=memmap, init=(init or {}).get("reram"),
+                                 external=reram_external, init_file=reram_init_file)
         self._embed = EmbedUnit(fmt=fmt, n=n, memmap=memmap, max_cols=max(1, max_len // n))
         self._cfg = MatmulConfig(n=n, fmt=fmt, max_k=max_k, x_depth=memmap.act_words,
                                  y_depth=memmap.act_words, m_depth=memmap.wmask_words,

@@ -1,0 +1,172 @@
+"""The default configuration on a Verilog simulator: the top at n = 16 with the committed default
+image (``sw/assets/sst2_default.ebimg``, :func:`sw.program.layout.lay_out`), whole SST-2 dev
+sentences from command 0, every command's buffers bit-exact and counters equal to the model.
+
+::
+
+    EDGEBERT_DATA=/path/to/sst2 python -m sim.top_default --count 20 [--simulator verilator]
+
+Runs (a) one 32-token dev sentence with every layer (compiled without exits) and (b) the first
+``--count`` dev sentences compiled with early exit, all on one build (:mod:`sim.tb_top`). The
+ReRAM store is the external Verilog storage loaded by ``$readmemh``
+(:func:`hw.reram.external_verilog`), so Verilog generation does not spell out its 2 MiB.
+Prints and writes (``--out``/report.json) the Verilog generation, build and simulation wall
+times, simulated cycles per second and, for the 32-token sentence, the cycles per unit and the
+share of cycles in which the matrix engine computes.
+"""
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "sw" / "assets" / "sst2_default.ebimg"
+
+
+def _sentences(lay, texts, early_exit):
+    from sim.top_bench import sentence_case, token_words
+    from sw.program.compiler import compile_program
+    from sw.program.cycles import program_costs
+    from sw.program.executor import GoldenExecutor
+    from sw.program.frontend import encode_texts
+
+    ex = GoldenExecutor(lay)
+    enc, _ = encode_texts(lay, texts)
+    out = []
+    for e in enc:
+        words = compile_program(lay, e.length, early_exit=early_exit).program_bytes()
+        golden = ex.run(words, e.rows[None], e.segments[None], trace=True)
+        costs = program_costs(words, ex, e.rows)
+        out.append((e.length, sentence_case(lay, words, golden, costs,
+                                            token_words(lay, e.rows, e.segments)), costs))
+    return out
+
+
+def _build(verilog_text, build_dir, simulator):
+    from cocotb_tools.runner import get_runner
+
+    from sim.runner import _check_simulator, _prepare_env, _verilator_make_fix
+
+    _prepare_env(_check_simulator(simulator))
+    build_dir.mkdir(parents=True, exist_ok=True)
+    src = build_dir / "top.v"
+    if not src.exists() or src.read_text() != verilog_text:
+        src.write_text(verilog_text)
+    args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else ["-g2005"]
+    runner = get_runner(simulator)
+    t0 = time.perf_counter()
+    with _verilator_make_fix(simulator):
+        runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir, build_args=args,
+                     timescale=("1ns", "1ps"), always=False)
+    return runner, time.perf_counter() - t0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m sim.top_default", description=__doc__.split(
+        "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    ap.add_argument("--data", default=None, help="SST-2 directory (default: EDGEBERT_DATA)")
+    ap.add_argument("--count", type=int, default=20, help="dev sentences with early exit")
+    ap.add_argument("--tokens", type=int, default=32, help="length of the all-layers sentence")
+    ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    ap.add_argument("--out", type=Path, default=Path("build/top_default"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    from amaranth.back import verilog
+
+    from hw.reram import external_verilog, hex_image
+    from hw.top.memories import word_images
+    from hw.top.top import Top
+    from sim.top_bench import bench_setup
+    from sw.data import load_split, resolve_data_dir
+    from sw.image import read_image
+    from sw.program.frontend import encode_texts
+    from sw.program.layout import lay_out
+
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    lay = lay_out(read_image(args.image))
+    dev = load_split(resolve_data_dir(args.data), "dev")
+    texts = [ex.text_a for ex in dev]
+    enc, _ = encode_texts(lay, texts)
+    long = next((t for t, e in zip(texts, enc, strict=True) if e.length == args.tokens), None)
+    if long is None:
+        raise SystemExit(f"no dev sentence has {args.tokens} tokens")
+    t0 = time.perf_counter()
+    cases = _sentences(lay, [long], early_exit=False)
+    cases += _sentences(lay, texts[:args.count], early_exit=True)
+    golden_s = time.perf_counter() - t0
+
+    hexfile = out / "reram.hex"
+    hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
+    images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
+    t0 = time.perf_counter()
+    top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
+              reram_external=True, reram_init_file=str(hexfile))
+    text = verilog.convert(top, name="top", emit_src=False) + external_verilog()
+    verilog_s = time.perf_counter() - t0
+    print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
+    build_dir = out / args.simulator
+    runner, build_s = _build(text, build_dir, args.simulator)
+    print(f"{args.simulator} build: {build_s:.1f} s", flush=True)
+
+    setup = bench_setup(lay, top)
+    setup["sentences"] = [c for _, c, _ in cases]
+    (out / "cases.json").write_text(json.dumps(setup))
+    report_path = out / "rtl.json"
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {"EB_PARAMS": json.dumps({"cases": str(out / "cases.json"),
+                                    "report": str(report_path)}),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    t0 = time.perf_counter()
+    results = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir,
+                          test_dir=build_dir, extra_env=env,
+                          results_xml=str(build_dir / "results.xml"))
+    run_s = time.perf_counter() - t0
+    from cocotb_tools.check_results import get_results
+
+    n_tests, n_failed = get_results(Path(results))
+    if n_tests == 0 or n_failed:
+        raise SystemExit(f"sim.tb_top failed on {args.simulator} (see {build_dir})")
+    rtl = json.loads(report_path.read_text())
+    report = {"simulator": args.simulator, "verilog_s": verilog_s, "build_s": build_s,
+              "golden_s": golden_s, "run_s": run_s, "load_s": rtl["load_s"], "sentences": []}
+    for (length, case, _), got in zip(cases, rtl["sentences"], strict=True):
+        report["sentences"].append({"tokens": length, "commands": len(case["commands"]),
+                                    "exit_layer": case["exit_layer"], "cycles": got["cycles"],
+                                    "wall_s": got["wall_s"],
+                                    "cycles_per_s": got["cycles"] / got["wall_s"]})
+    units, mac = {}, 0
+    for c in rtl["sentences"][0]["commands"]:
+        units[c["op"]] = units.get(c["op"], 0) + c["cycles"]
+        mac += c["mac"]
+    total = rtl["sentences"][0]["cycles"]
+    report["all_layers"] = {"cycles": total, "mac_cycles": mac, "mac_share": mac / total,
+                            "unit_cycles": units,
+                            "unit_share": {u: v / total for u, v in units.items()},
+                            "mac_share_of_matmul": mac / (units.get("MATMUL", 0)
+                                                          + units.get("MATMUL_ACT", 0))}
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    a = report["sentences"][0]
+    print(f"all layers, {a['tokens']} tokens: {a['commands']} commands, {a['cycles']} cycles in "
+          f"{a['wall_s']:.1f} s ({a['cycles_per_s']:.0f} cycles/s); engine computing "
+          f"{report['all_layers']['mac_share']:.1%} of the cycles")
+    for u, v in sorted(units.items(), key=lambda kv: -kv[1]):
+        print(f"  {u:10s} {v:8d} cycles ({v / total:.1%})")
+    rest = report["sentences"][1:]
+    print(f"{len(rest)} dev sentences with early exit: every command bit-exact, counters = "
+          f"model; {sum(s['cycles'] for s in rest)} cycles in "
+          f"{sum(s['wall_s'] for s in rest):.1f} s")
+    print(f"Verilog {verilog_s:.1f} s, build {build_s:.1f} s, simulator run {run_s:.1f} s "
+          f"(loads {rtl['load_s']:.1f} s); report: {out / 'report.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
