@@ -21,7 +21,7 @@ import os
 import time
 from pathlib import Path
 
-__all__ = ["main"]
+__all__ = ["main", "run_verilog"]
 
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "sw" / "assets" / "sst2_default.ebimg"
 
@@ -45,7 +45,12 @@ def _sentences(lay, texts, early_exit):
     return out
 
 
-def _build(verilog_text, build_dir, simulator):
+def run_verilog(text, build_dir, simulator, params):
+    """Build Verilog ``text`` (module ``top``; e.g. with :func:`hw.reram.external_verilog`
+    appended, which :func:`sim.runner.run_cocotb` cannot take) in ``build_dir`` and run
+    :mod:`sim.tb_top` with ``params``. Returns ``(build_s, run_s)``; raises if the test failed
+    or compared nothing."""
+    from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
     from sim.runner import _check_simulator, _prepare_env, _verilator_make_fix
@@ -53,15 +58,27 @@ def _build(verilog_text, build_dir, simulator):
     _prepare_env(_check_simulator(simulator))
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / "top.v"
-    if not src.exists() or src.read_text() != verilog_text:
-        src.write_text(verilog_text)
+    if not src.exists() or src.read_text() != text:
+        src.write_text(text)
     args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else ["-g2005"]
     runner = get_runner(simulator)
     t0 = time.perf_counter()
     with _verilator_make_fix(simulator):
         runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir, build_args=args,
                      timescale=("1ns", "1ps"), always=False)
-    return runner, time.perf_counter() - t0
+    build_s = time.perf_counter() - t0
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {"EB_PARAMS": json.dumps(params),
+           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+    t0 = time.perf_counter()
+    results = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir,
+                          test_dir=build_dir, extra_env=env,
+                          results_xml=str(build_dir / f"results-{os.getpid()}.xml"))
+    run_s = time.perf_counter() - t0
+    n_tests, n_failed = get_results(Path(results))
+    if n_tests == 0 or n_failed:
+        raise AssertionError(f"sim.tb_top failed on {simulator} (see {build_dir})")
+    return build_s, run_s
 
 
 def main(argv=None):
@@ -112,28 +129,13 @@ def main(argv=None):
     text = verilog.convert(top, name="top", emit_src=False) + external_verilog()
     verilog_s = time.perf_counter() - t0
     print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
-    build_dir = out / args.simulator
-    runner, build_s = _build(text, build_dir, args.simulator)
-    print(f"{args.simulator} build: {build_s:.1f} s", flush=True)
-
     setup = bench_setup(lay, top)
     setup["sentences"] = [c for _, c, _ in cases]
     (out / "cases.json").write_text(json.dumps(setup))
     report_path = out / "rtl.json"
-    root = str(Path(__file__).resolve().parent.parent)
-    env = {"EB_PARAMS": json.dumps({"cases": str(out / "cases.json"),
-                                    "report": str(report_path)}),
-           "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-    t0 = time.perf_counter()
-    results = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir,
-                          test_dir=build_dir, extra_env=env,
-                          results_xml=str(build_dir / "results.xml"))
-    run_s = time.perf_counter() - t0
-    from cocotb_tools.check_results import get_results
-
-    n_tests, n_failed = get_results(Path(results))
-    if n_tests == 0 or n_failed:
-        raise SystemExit(f"sim.tb_top failed on {args.simulator} (see {build_dir})")
+    build_s, run_s = run_verilog(text, out / args.simulator, args.simulator,
+                                 {"cases": str(out / "cases.json"), "report": str(report_path)})
+    print(f"{args.simulator} build {build_s:.1f} s, run {run_s:.1f} s", flush=True)
     rtl = json.loads(report_path.read_text())
     report = {"simulator": args.simulator, "verilog_s": verilog_s, "build_s": build_s,
               "golden_s": golden_s, "run_s": run_s, "load_s": rtl["load_s"], "sentences": []}

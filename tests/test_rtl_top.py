@@ -1,14 +1,19 @@
-"""The accelerator top's Verilog under Icarus: tiny-image sentences from command 0 (EMBED), every
+"""The accelerator top's Verilog under Icarus: a tiny-image sentence from command 0 (EMBED), every
 command's destination act words, H, exit flag and DVFS decision equal to the golden trace, every
-command's counters (cycles, MAC cycles, act / aux / ReRAM accesses) equal to the cycle model."""
+command's counters (cycles, MAC cycles, act / aux / ReRAM accesses) equal to the cycle model.
+The ReRAM store is the external Verilog storage, loaded by ``$readmemh`` (the Amaranth tests
+run the ``Memory`` one)."""
 
 import json
 
 import pytest
+from amaranth.back import verilog
 
+from hw.reram import external_verilog, hex_image
 from hw.top.top import _TINY
-from sim.runner import require_simulator, run_cocotb
+from sim.runner import BUILD_ROOT, require_simulator
 from sim.top_bench import bench_setup, build_top, sentence_case, tiny_sentence
+from sim.top_default import run_verilog
 
 
 @pytest.mark.rtl
@@ -16,13 +21,18 @@ from sim.top_bench import bench_setup, build_top, sentence_case, tiny_sentence
 def test_top_icarus(tmp_path):
     require_simulator("icarus")
     lay, words, golden, costs, kwargs, tokens = tiny_sentence(_TINY, 2)
-    # The Verilog holds the tiny image's reram, aux and desc; the bench writes the weights, the
-    # program and the token entries through the host ports.
-    dut, *_ = build_top(lay, words, golden, tokens, top_kwargs=kwargs)
-    # One sentence (Icarus runs the n = 4 top at a few hundred cycles per second); several
-    # sentences on one top run in `python -m sim.top_default` (Verilator, n = 16).
-    sentences = [sentence_case(lay, words, golden, costs, tokens)]
+    hexfile = tmp_path / "reram.hex"
+    hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
+    # The Verilog holds the tiny image's aux and desc; the bench writes the weights, the
+    # program and the token entries through the host ports. One sentence: Icarus runs the
+    # n = 4 top at a few hundred cycles per second (several sentences on one top:
+    # `python -m sim.top_default`).
+    dut, *_ = build_top(lay, words, golden, tokens, reram=False,
+                        top_kwargs={**kwargs, "reram_external": True,
+                                    "reram_init_file": str(hexfile)})
     cases = tmp_path / "cases.json"
-    cases.write_text(json.dumps({**bench_setup(lay, dut), "sentences": sentences}))
-    res = run_cocotb(dut, "top", "sim.tb_top", params={"cases": str(cases)})
-    assert res["tests"] == 1
+    cases.write_text(json.dumps({**bench_setup(lay, dut), "sentences": [
+        sentence_case(lay, words, golden, costs, tokens)]}))
+    text = verilog.convert(dut, name="top", emit_src=False) + external_verilog()
+    run_verilog(text, (BUILD_ROOT / "icarus" / "top-external").resolve(), "icarus",
+                {"cases": str(cases)})
