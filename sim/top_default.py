@@ -48,8 +48,8 @@ def _sentences(lay, texts, early_exit):
 def run_verilog(text, build_dir, simulator, params):
     """Build Verilog ``text`` (module ``top``; e.g. with :func:`hw.reram.external_verilog`
     appended, which :func:`sim.runner.run_cocotb` cannot take) in ``build_dir`` and run
-    :mod:`sim.tb_top` with ``params``. Returns ``(build_s, run_s)``; raises if the test failed
-    or compared nothing."""
+    :mod:`sim.tb_top` with ``params``; ``text`` ``None`` runs the build already there. Returns
+    ``(build_s, run_s)``; raises if the test failed or compared nothing."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -58,20 +58,23 @@ def run_verilog(text, build_dir, simulator, params):
     _prepare_env(_check_simulator(simulator))
     build_dir.mkdir(parents=True, exist_ok=True)
     src = build_dir / "top.v"
-    if not src.exists() or src.read_text() != text:
-        src.write_text(text)
-    args = ["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator" else ["-g2005"]
     runner = get_runner(simulator)
     t0 = time.perf_counter()
-    with _verilator_make_fix(simulator):
-        runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir, build_args=args,
-                     timescale=("1ns", "1ps"), always=False)
+    if text is not None:
+        if not src.exists() or src.read_text() != text:
+            src.write_text(text)
+        args = (["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator"
+                else ["-g2005"])
+        with _verilator_make_fix(simulator):
+            runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir,
+                         build_args=args, timescale=("1ns", "1ps"), always=False)
     build_s = time.perf_counter() - t0
     root = str(Path(__file__).resolve().parent.parent)
     env = {"EB_PARAMS": json.dumps(params),
            "PYTHONPATH": os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     t0 = time.perf_counter()
     results = runner.test(test_module="sim.tb_top", hdl_toplevel="top", build_dir=build_dir,
+                          hdl_toplevel_lang="verilog",
                           test_dir=build_dir, extra_env=env,
                           results_xml=str(build_dir / f"results-{os.getpid()}.xml"))
     run_s = time.perf_counter() - t0
@@ -90,6 +93,8 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=32, help="length of the all-layers sentence")
     ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     ap.add_argument("--out", type=Path, default=Path("build/top_default"))
+    ap.add_argument("--reuse-build", action="store_true",
+                    help="run the simulator build already in OUT (no Verilog, no build)")
     args = ap.parse_args(argv)
 
     import torch
@@ -126,9 +131,12 @@ def main(argv=None):
     t0 = time.perf_counter()
     top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
               reram_external=True, reram_init_file=str(hexfile))
-    text = verilog.convert(top, name="top", emit_src=False) + external_verilog()
+    text = None
+    if not args.reuse_build:
+        text = verilog.convert(top, name="top", emit_src=False) + external_verilog()
     verilog_s = time.perf_counter() - t0
-    print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
+    if text is not None:
+        print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
     setup = bench_setup(lay, top)
     setup["sentences"] = [c for _, c, _ in cases]
     (out / "cases.json").write_text(json.dumps(setup))
