@@ -45,11 +45,12 @@ def _sentences(lay, texts, early_exit):
     return out
 
 
-def run_verilog(text, build_dir, simulator, params):
+def run_verilog(text, build_dir, simulator, params, *, cxx_opt=None):
     """Build Verilog ``text`` (module ``top``; e.g. with :func:`hw.reram.external_verilog`
     appended, which :func:`sim.runner.run_cocotb` cannot take) in ``build_dir`` and run
     :mod:`sim.tb_top` with ``params``; ``text`` ``None`` runs the build already there. Returns
-    ``(build_s, run_s)``; raises if the test failed or compared nothing."""
+    ``(build_s, run_s)``; raises if the test failed or compared nothing. ``cxx_opt`` (e.g.
+    ``"-O0"``) replaces Verilator's C++ optimisation flags (``-Os``)."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
 
@@ -65,9 +66,19 @@ def run_verilog(text, build_dir, simulator, params):
             src.write_text(text)
         args = (["-Wno-fatal", "-O3", "--x-assign", "0"] if simulator == "verilator"
                 else ["-g2005"])
-        with _verilator_make_fix(simulator):
-            runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir,
-                         build_args=args, timescale=("1ns", "1ps"), always=False)
+        old = os.environ.get("MAKEFLAGS")
+        if cxx_opt:
+            os.environ["MAKEFLAGS"] = " ".join(p for p in (old, f"OPT_FAST={cxx_opt}",
+                                                           f"OPT_GLOBAL={cxx_opt}") if p)
+        try:
+            with _verilator_make_fix(simulator):
+                runner.build(sources=[src], hdl_toplevel="top", build_dir=build_dir,
+                             build_args=args, timescale=("1ns", "1ps"), always=False)
+        finally:
+            if old is None:
+                os.environ.pop("MAKEFLAGS", None)
+            else:
+                os.environ["MAKEFLAGS"] = old
     build_s = time.perf_counter() - t0
     root = str(Path(__file__).resolve().parent.parent)
     env = {"EB_PARAMS": json.dumps(params),
@@ -93,6 +104,9 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=32, help="length of the all-layers sentence")
     ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
     ap.add_argument("--out", type=Path, default=Path("build/top_default"))
+    ap.add_argument("--cxx-opt", default="-O0",
+                    help="C++ optimisation of the Verilator build (default -O0: the -Os build "
+                         "of the n = 16 top took over an hour on 2 cores)")
     ap.add_argument("--reuse-build", action="store_true",
                     help="run the simulator build already in OUT (no Verilog, no build)")
     args = ap.parse_args(argv)
@@ -129,7 +143,9 @@ def main(argv=None):
     hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
     images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
     t0 = time.perf_counter()
+    # The image's DVFS table has 16 bins (Top's default holds 8).
     top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
+              dvfs_bins=max(8, lay.dvfs_bins), max_layers=max(16, lay.config["layers"]),
               reram_external=True, reram_init_file=str(hexfile))
     text = None
     if not args.reuse_build:
@@ -142,7 +158,8 @@ def main(argv=None):
     (out / "cases.json").write_text(json.dumps(setup))
     report_path = out / "rtl.json"
     build_s, run_s = run_verilog(text, out / args.simulator, args.simulator,
-                                 {"cases": str(out / "cases.json"), "report": str(report_path)})
+                                 {"cases": str(out / "cases.json"), "report": str(report_path)},
+                                 cxx_opt=args.cxx_opt)
     print(f"{args.simulator} build {build_s:.1f} s, run {run_s:.1f} s", flush=True)
     rtl = json.loads(report_path.read_text())
     report = {"simulator": args.simulator, "verilog_s": verilog_s, "build_s": build_s,
