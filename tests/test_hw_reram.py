@@ -5,7 +5,7 @@ from amaranth.hdl import Fragment
 from amaranth.sim import Simulator
 
 from hw.memmap import MemoryMap
-from hw.reram import ReramStore
+from hw.reram import ReramStore, external_verilog, hex_image
 from sim.selfcheck import blocks
 
 
@@ -66,3 +66,16 @@ def test_bad_arguments_are_refused():
         ReramStore(memmap=3)
     with pytest.raises(ValueError, match=r"init must be at most reram_bytes \(64\) bytes, not 65"):
         ReramStore(memmap=mm, init=bytes(65))
+
+
+def test_external_storage():
+    mm = MemoryMap(n=4, reram_bytes=64, reram_word_bytes=8, reram_latency=2)
+    Fragment.get(ReramStore(memmap=mm, external=True, init_file="reram.hex"), None)
+    assert "module edgebert_reram_storage" in external_verilog()
+    assert hex_image(bytes(range(10)), 8) == "0706050403020100\n0000000000000908\n"
+    with pytest.raises(ValueError, match="takes its contents from init_file, not init"):
+        ReramStore(memmap=mm, init=bytes(8), external=True)
+    with pytest.raises(ValueError, match="needs reram_latency >= 1, not 0"):
+        ReramStore(memmap=MemoryMap(n=4, reram_bytes=64, reram_latency=0), external=True)
+    with pytest.raises(ValueError, match="init_file must be a file name without quotes"):
+        ReramStore(memmap=mm, external=True, init_file='a"b')
