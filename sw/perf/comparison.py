@@ -287,7 +287,7 @@ def _hull_steps(t, e):
                 break
         hull.append(p)
     steps = []
-    for (x0, y0), (x1, y1) in zip(hull, hull[1:]):
+    for (x0, y0), (x1, y1) in zip(hull, hull[1:], strict=False):
         if y1 >= y0:
             break
         steps.append((x1 - x0, y1 - y0))
