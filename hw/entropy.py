@@ -124,7 +124,7 @@ class EntropyExit(RowUnit):
         m = Module()
         fmt, fx, n = self._fmt, self._fixed, self._n
         # Nothing downstream stalls a pass: the stages run freely.
-        cut = register_cut(m, dsp=dsp_target(platform))
+        cut = register_cut(m, dsp=dsp_target(platform, "entropy"))
         row = RowControl(m, self, data=self.i.payload.as_value(), read_en=1, size=self.classes,
                          limit=self._max_classes)
         rd, count, taken = row.rd, row.count, row.taken

@@ -117,9 +117,10 @@ class LayerNorm(RowUnit):
         m = Module()
         fmt, n, w = self._fmt, self._n, self._fmt.n_bits
         lbits = (self._max_len - 1).bit_length()
-        free = register_cut(m, dsp=dsp_target(platform))  # pass 1 and the scale are never stalled
+        # Pass 1 and the scale are never stalled; pass 2 stalls with the output.
+        free = register_cut(m, dsp=dsp_target(platform, "layernorm"))
         en = Signal()
-        held = register_cut(m, en, dsp=dsp_target(platform))  # pass 2 stalls with the output
+        held = register_cut(m, en, dsp=dsp_target(platform, "layernorm"))
         row = RowControl(m, self, data=Cat(*[Cat(self.i.payload.x[k], self.i.payload.gamma[k],
                                                  self.i.payload.beta[k]) for k in range(n)]),
                          read_en=en, size=self.length, limit=self._max_beats)

@@ -29,13 +29,16 @@ MAX_TREE_MIN_STAGES = 2
 DSP_TARGETS = ("ecp5",)
 
 
-def dsp_target(platform):
+def dsp_target(platform, unit=None):
     """The DSP primitive for ``platform``: ``"ecp5"`` on an Amaranth ECP5 platform (unless it
-    sets ``edgebert_dsp = False``, as ``edgebert synth --no-dsp`` does), else ``None``.
+    sets ``edgebert_dsp = False``, as ``edgebert synth --no-dsp`` does, or lists ``unit`` in
+    ``edgebert_lut_units``, as ``edgebert synth --lut-unit UNIT`` does), else ``None``.
 
     Without a platform (``edgebert verilog``, the simulations) the Verilog stays generic.
     """
     if platform is None or not getattr(platform, "edgebert_dsp", True):
+        return None
+    if unit is not None and unit in getattr(platform, "edgebert_lut_units", ()):
         return None
     return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
 

@@ -129,9 +129,10 @@ class Softmax(RowUnit):
         fmt, fx, n = self._fmt, self._fixed, self._n
         lane_bits = fmt.n_bits + MASK_BITS
         # Pass 1 and the reciprocal are never stalled.
-        free = register_cut(m, dsp=dsp_target(platform))
+        free = register_cut(m, dsp=dsp_target(platform, "softmax"))
         en = Signal()
-        held = register_cut(m, en, dsp=dsp_target(platform))  # passes 2 and 3 stall with the output
+        # Passes 2 and 3 stall with the output.
+        held = register_cut(m, en, dsp=dsp_target(platform, "softmax"))
         row = RowControl(m, self, data=Cat(*[Cat(self.i.payload.x[j], self.i.payload.mask[j])
                                              for j in range(n)]),
                          read_en=en, size=self.length, limit=self._max_beats)

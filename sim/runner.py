@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from xml.etree import ElementTree
 
-from amaranth.back import verilog
+from hw.verilog_out import to_verilog
 
 __all__ = ["SIMULATORS", "run_cocotb", "verilator_bin_dir", "simulator_available",
            "missing_simulator_message", "require_simulator", "BUILD_ROOT"]
@@ -128,7 +128,7 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     from cocotb_tools.runner import get_runner
 
     _prepare_env(_check_simulator(simulator))
-    text = verilog.convert(top, name=name, emit_src=False, platform=platform)
+    text = to_verilog(top, name=name, platform=platform)
     models = sorted(MODELS_DIR.glob("*.v")) if platform is not None else []
     digest = hashlib.sha1(text.encode())
     for model in models:

@@ -135,6 +135,12 @@ def test_scenarios(split, lay):
     one = split.exit_layer == 1
     assert (c["point"][one] == -1).all()
     assert c["energy"][one] == pytest.approx(ab[one, 2])
+    # A sentence left at the nominal point (or exiting at layer 1) runs no slower than all
+    # layers at the nominal point (END included), so it meets a 1x target.
+    nominal = len(split.points) - 1
+    ok = (c["point"] == -1) | (c["point"] == nominal)
+    assert ok.any() and (c["latency"][ok] <= c["target"][ok]).all()
+    assert (c["target"] == pytest.approx(ab[:, 1], rel=1e-12))
     # At a generous target every decision takes the lowest point.
     slow = scenario_c(split, model, Target(factor=100.0), ab)
     assert (slow["point"][~one] == 0).all()
@@ -154,3 +160,40 @@ def test_unreachable_targets(split, lay):
     with pytest.raises(TargetError, match=re.escape(
             f"target latency {just * 1e3:.4g} ms is unreachable for a {t}-token sentence: bin ")):
         scenario_c(split, model, Target(seconds=just))
+
+
+def test_hull_steps_by_hand():
+    from sw.perf.comparison import _hull_steps
+
+    # Three points: (1 s, 10 pJ), (2 s, 6 pJ), (4 s, 5 pJ); the middle one is on the hull.
+    assert _hull_steps([1.0, 2.0, 4.0], [10.0, 6.0, 5.0]) == [(1.0, -4.0), (2.0, -1.0)]
+    # (2 s, 9 pJ) lies above the chord from (1, 10) to (4, 4): skipped.
+    assert _hull_steps([1.0, 2.0, 4.0], [10.0, 9.0, 4.0]) == [(3.0, -6.0)]
+    # Slower and dearer (leakage): no step.
+    assert _hull_steps([1.0, 2.0], [10.0, 11.0]) == []
+
+
+def test_oracle_bounds_every_feasible_policy(split, lay):
+    from sw.perf.comparison import oracle_bound
+
+    model = EnergyModel(lay.memmap)
+    ab = scenario_ab(split, model)
+    for factor in (1.0, 2.0):
+        tgt = Target(factor=factor)
+        c = scenario_c(split, model, tgt, ab)
+        bound = oracle_bound(split, model, tgt)
+        met = c["latency"] <= c["target"]
+        # (b) and (c), where they meet the target, are policies the bound covers.
+        assert (bound <= ab[:, 2] * (1 + 1e-12)).all()
+        assert (bound[met] <= c["energy"][met] * (1 + 1e-12)).all()
+    # An unbounded target: every command at its cheapest point, by hand.
+    pts = split.points
+    i = 0
+    plan = split.plans[int(split.length[i])]
+    costs = list(plan.costs)
+    costs[0] = split.embed_costs[i]
+    want = sum(min(model.dynamic_pj(costs[j]) * (p.voltage / V_REF) ** 2
+                   + model.leakage_pj(costs[j].cycles / p.frequency, p) for p in pts)
+               for j in split.executed_exit[i])
+    got = oracle_bound(split, model, Target(factor=1e6))[i]
+    assert got == pytest.approx(want, rel=1e-12)

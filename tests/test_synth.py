@@ -295,3 +295,16 @@ def test_yosys_assertion_falls_back_to_flat_build(tmp_path, monkeypatch):
     # 9 of the adder's own, plus the ECP5 platform's 2 reset flip-flops.
     assert 9 <= r["block_cells"]["ffs"] <= 11, r["block_cells"]
     assert r["block_cells"]["luts"] >= 8 and r["fmax_mhz"] > 100
+
+
+def test_lut_units_keep_a_unit_out_of_the_dsp_blocks():
+    from hw.sfu_pipe import dsp_target
+
+    plain = make_platform("ulx3s-85f")
+    some = make_platform("ulx3s-85f", lut_units=["entropy"])
+    assert dsp_target(plain, "entropy") == dsp_target(plain, "softmax") == "ecp5"
+    assert dsp_target(some, "entropy") is None and dsp_target(some, "softmax") == "ecp5"
+    assert dsp_target(None, "entropy") is None
+    with pytest.raises(ValueError, match="a LUT unit must be one of softmax, layernorm, "
+                                         "entropy, not 'engine'"):
+        make_platform("ulx3s-85f", lut_units=["engine"])

@@ -16,8 +16,12 @@ sources in docs/energy.md) and reports per sentence, averaged over the split:
       point that still finishes the predicted layers within the target latency
 
 the ratios (c)/(a) and (c)/(b) beside EdgeBERT's published 7x and 2.5x, the accuracies, the
-deadline misses of (c) (a sentence that runs past its predicted layer can miss), and a sweep of
-the target. Writes energy.json and three plots to --out.
+deadline misses of (c) (a sentence that runs past its predicted layer can miss), a sweep of
+the target, and the oracle: a lower bound on the energy of ANY DVFS policy with the image's
+operating points that meets the target (exit layer known in advance, every command at its own
+point, free switches; sw.perf.comparison.oracle_bound). If the oracle is above a ratio, no
+predictor or table reaches that ratio with these points. Writes energy.json and three plots
+to --out.
 
 The target is, per sentence, --target-factor times its own all-layers latency at the nominal
 point (default 1: "as fast as all layers at full speed"), or --target-ms for every sentence.
@@ -72,7 +76,7 @@ def summarize(run, model, target):
     """The report of one target: averages, ratios, accuracies, misses, chosen points."""
     import numpy as np
 
-    from sw.perf.comparison import scenario_ab, scenario_c
+    from sw.perf.comparison import oracle_bound, scenario_ab, scenario_c
 
     ab = scenario_ab(run, model)
     c = scenario_c(run, model, target, ab)
@@ -85,6 +89,7 @@ def summarize(run, model, target):
                         if j <= run.plans[int(run.length[i])].dvfs_index])
         for i in range(len(run.length))], dtype=object)
     bound = _mean(np.array([model.run([_phase(model, a, nom)])[0] for a in phase1]))
+    oracle = _mean(oracle_bound(run, model, target))
     chosen = {}
     for i in np.flatnonzero(c["point"] >= 0):
         pt = run.points[c["point"][i]]
@@ -102,6 +107,8 @@ def summarize(run, model, target):
                   "a_over_c": e_a / e_c, "b_over_c": e_b / e_c},
         "c_lower_bound_uj": bound / 1e6,
         "c_over_b_lower_bound": bound / e_b,
+        "oracle_uj": oracle / 1e6,
+        "oracle_ratio": {"over_a": oracle / e_a, "over_b": oracle / e_b},
         "deadline_misses": int(miss.sum()),
         "accuracy": {"a": acc(run.pred_all), "b": acc(run.pred_exit), "c": acc(run.pred_exit)},
         "avg_exit_layer": float(run.exit_layer.mean()),
@@ -235,6 +242,10 @@ def run(args):
     print(f"energy per sentence: (a) {e['a']:.3f} µJ  (b) {e['b']:.3f} µJ  (c) {e['c']:.3f} µJ")
     print(f"(c)/(a) = 1/{r['a_over_c']:.2f} (EdgeBERT: 1/7), (c)/(b) = 1/{r['b_over_c']:.2f} "
           f"(EdgeBERT: 1/2.5); deadline misses {rep['deadline_misses']}")
+    o = rep["oracle_ratio"]
+    print(f"any DVFS policy with these points (exit known, per-command points, free switches): "
+          f"≥ {rep['oracle_uj']:.3f} µJ, ≥ 1/{1 / o['over_a']:.2f} of (a), "
+          f"≥ 1/{1 / o['over_b']:.2f} of (b)")
     acc = rep["accuracy"]
     print(f"accuracy: (a) {acc['a']:.4f}  (b) {acc['b']:.4f}  (c) {acc['c']:.4f}; average exit "
           f"layer {rep['avg_exit_layer']:.2f}")

@@ -27,6 +27,10 @@ def add_tool_options(p):
     """The options of the synthesis tools themselves, shared with ``edgebert bench synth``."""
     p.add_argument("--no-dsp", action="store_true",
                    help="map multipliers to LUTs instead of DSP blocks")
+    p.add_argument("--lut-unit", action="append", default=[], metavar="UNIT",
+                   help="map this unit's multipliers to LUTs, the rest to DSP blocks "
+                        "(repeatable; softmax, layernorm, entropy): for a design that needs more "
+                        "DSP blocks than the device has")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
     p.add_argument("--nice", type=int, default=0, metavar="N",
                    help="run the tools at this niceness, 0..19 (default: 0)")
@@ -101,7 +105,7 @@ def run(args):
                 r = synthesize(block.build(**params), name=name, board=board, params=params,
                                build_dir=args.out / f"{name}-{board.name}", target_mhz=args.freq,
                                seed=args.seed, nice=args.nice, timeout_s=args.timeout,
-                               dsp=not args.no_dsp)
+                               dsp=not args.no_dsp, lut_units=args.lut_unit)
             except FlowError as e:
                 print(f"edgebert synth: error: {e}", file=sys.stderr)
                 r = {"block": name, "board": board.name, "params": params,

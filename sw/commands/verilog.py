@@ -58,8 +58,7 @@ def parse_params(items):
 
 
 def run(args):
-    from amaranth.back import verilog
-
+    from hw.verilog_out import to_verilog
     from sim.selfcheck import blocks
 
     table = blocks()
@@ -87,7 +86,7 @@ def run(args):
         params = {**block.params, **{k: v for k, v in overrides.items() if k in block.params}}
         t0 = time.perf_counter()
         top = block.build(**params)
-        text = verilog.convert(top, name=name, emit_src=False, platform=target)
+        text = to_verilog(top, name=name, platform=target)
         path = args.out / f"{name}.v"
         path.write_text(text)
         took = time.perf_counter() - t0

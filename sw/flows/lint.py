@@ -11,8 +11,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from amaranth.back import verilog
-
+from hw.verilog_out import to_verilog
 from sim.runner import verilator_bin_dir
 
 __all__ = ["EXPLAINED", "LintError", "lint_verilog", "lint_block", "format_lint"]
@@ -86,7 +85,7 @@ def lint_block(top, name, out_dir):
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f"{name}.v"
-    path.write_text(verilog.convert(top, name=name, emit_src=False))
+    path.write_text(to_verilog(top, name=name))
     result = lint_verilog(path, name)
     counts = {}
     for w in result["warnings"]:

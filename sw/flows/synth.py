@@ -111,6 +111,18 @@ BOARDS = {
 # one); synth_ice40 maps none unless told (-dsp: products of 11 bits and more to SB_MAC16).
 _DSP_OPTS = {"ecp5": {True: "", False: "-nodsp"}, "ice40": {True: "-dsp", False: ""}}
 
+# Units whose multipliers `edgebert synth --lut-unit` can keep out of the DSP blocks.
+LUT_UNITS = ("softmax", "layernorm", "entropy")
+
+
+def check_lut_units(units):
+    units = list(units)
+    for u in units:
+        if u not in LUT_UNITS:
+            raise ValueError(f"a LUT unit must be one of {', '.join(LUT_UNITS)}, not {u!r}")
+    return units
+
+
 # nextpnr's cell types, by the resource names the reports use.
 _CELLS = {
     "ecp5": {"luts": "TRELLIS_COMB", "ffs": "TRELLIS_FF", "dsps": "MULT18X18D",
@@ -145,12 +157,13 @@ def get_board(name):
     return BOARDS[name]
 
 
-def make_platform(board, target_mhz=None, dsp=True):
+def make_platform(board, target_mhz=None, dsp=True, lut_units=()):
     """The board's amaranth platform, speed grade and clock constraint set for this flow.
 
     ``dsp=False`` also tells the generator not to instantiate DSP primitives itself
     (``edgebert_dsp``, read by :func:`hw.sfu_pipe.dsp_target`), so that Yosys's ``-nodsp``
-    maps every multiplier to LUTs.
+    maps every multiplier to LUTs. ``lut_units`` does the same for those units only
+    (``edgebert_lut_units``; the flow maps their generic multipliers to LUTs with ``booth``).
     """
     board = get_board(board) if isinstance(board, str) else board
     target_mhz = board.target_mhz if target_mhz is None else target_mhz
@@ -163,7 +176,8 @@ def make_platform(board, target_mhz=None, dsp=True):
         if r.name == clk and r.number == 0 else r
         for r in base.resources
     ]
-    attrs = {"resources": resources, "edgebert_dsp": bool(dsp)}
+    attrs = {"resources": resources, "edgebert_dsp": bool(dsp),
+             "edgebert_lut_units": frozenset(check_lut_units(lut_units))}
     if board.speed is not None:
         attrs["speed"] = board.speed
     return type(f"{base.__name__}_Synth", (base,), attrs)()
@@ -242,20 +256,22 @@ def _block_cells(stat, module, family):
 
 
 def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, timeout_s=None,
-               params=None, dsp=True):
+               params=None, dsp=True, lut_units=()):
     """Build ``dut`` (an Amaranth component) inside :class:`SynthHarness` for ``board``.
 
     Writes everything to ``build_dir`` (the amaranth build products, the tools' logs
     ``top.rpt`` (Yosys) and ``top.tim`` (nextpnr), the flow's own ``flow.log`` and
     ``report.json``) and returns the report as a dict. Raises :class:`FlowError` naming the
     failing step and its log when a tool fails or the design does not fit the device.
-    ``dsp=False`` maps multipliers to LUTs instead of DSP blocks.
+    ``dsp=False`` maps multipliers to LUTs instead of DSP blocks; ``lut_units`` (names of
+    :data:`LUT_UNITS`) only those of these units, so that a design needing more DSP blocks than
+    the device has can still be placed.
     """
     with checked_construction(dut):
         board = get_board(board) if isinstance(board, str) else board
         if not isinstance(nice, int) or not 0 <= nice <= 19:
             raise ValueError(f"nice must be an integer in 0..19, not {nice!r}")
-        platform = make_platform(board, target_mhz, dsp)
+        platform = make_platform(board, target_mhz, dsp, lut_units)
     target = board.target_mhz if target_mhz is None else float(target_mhz)
     harness = SynthHarness(dut=dut)
     build_dir = Path(build_dir).resolve()
@@ -264,7 +280,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     keep = True
     while True:
         returncode, log = _run_tools(platform, harness, build_dir, top, name, board, keep=keep,
-                                     dsp=dsp, seed=seed, nice=nice, timeout_s=timeout_s)
+                                     dsp=dsp, seed=seed, nice=nice, timeout_s=timeout_s,
+                                     lut_units=lut_units)
         if returncode == 0:
             break
         rpt = build_dir / f"{top}.rpt"
@@ -272,7 +289,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
             # Yosys 0.70's ABC9 reintegration asserts on some kept hierarchies (seen on the
             # SFUs). Build again flattened and count the block as design minus harness.
             keep = False
-            platform = make_platform(board, target_mhz, dsp)  # a platform hands out each pin once
+            # A platform hands out each pin once.
+            platform = make_platform(board, target_mhz, dsp, lut_units)
             continue
         _raise_failure(name, board, build_dir, top, log, harness, keep)
     wall_s = time.perf_counter() - t0
@@ -300,6 +318,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
         "harness": {"in_bits": harness.in_bits, "out_bits": harness.out_bits,
                     **harness.overhead},
         "dsp": bool(dsp),
+        "lut_units": sorted(lut_units),
         "seed": int(seed),
         "wall_s": round(wall_s, 1),
         "build_dir": str(build_dir),
@@ -311,7 +330,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
 
 
 def _run_tools(platform, harness, build_dir, top, name, board, *, keep, dsp, seed, nice,
-               timeout_s):
+               timeout_s, lut_units=()):
     """Write the amaranth build plan into a fresh ``build_dir`` and run it; returns the exit
     status and the path of the combined log. Raises :class:`FlowError` on elaboration errors
     and timeouts."""
@@ -321,9 +340,18 @@ def _run_tools(platform, harness, build_dir, top, name, board, *, keep, dsp, see
     overrides = {}
     if _DSP_OPTS[board.family][bool(dsp)]:
         overrides["synth_opts"] = _DSP_OPTS[board.family][bool(dsp)]
+    after_read = []
     if keep:
         # The block keeps its own module through flattening, so Yosys counts its cells alone.
-        overrides["script_after_read"] = f"setattr -mod -set keep_hierarchy 1 {top}.dut"
+        after_read.append(f"setattr -mod -set keep_hierarchy 1 {top}.dut")
+    for unit in sorted(lut_units):
+        # The unit's generic multipliers become Booth multipliers (LUTs) before synth_ecp5
+        # maps the rest to DSP blocks: the unit is the DUT's submodule of that name, or the
+        # DUT itself when the block is the unit.
+        sel = f"{top}.dut" + ("*" if name == unit else f".{unit}*")
+        after_read.append(f"proc {sel}; booth {sel}")
+    if after_read:
+        overrides["script_after_read"] = "\n".join(after_read)
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
     # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
     overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail"

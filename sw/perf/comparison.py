@@ -30,7 +30,7 @@ import torch
 from hw.isa import Op
 from hw.sfu_tables import LN_FRAC
 from sw.dvfs import build_table
-from sw.perf.energy import EnergyModel, Phase, summarize_actions
+from sw.perf.energy import V_REF, EnergyModel, Phase, summarize_actions
 from sw.program.compiler import compile_program
 from sw.program.cycles import command_cost, program_costs
 from sw.program.executor import GoldenExecutor
@@ -236,7 +236,7 @@ def scenario_c(run, model: EnergyModel, target: Target, ab=None):
     nom = run.nominal
     tables = {}
     for t, plan in run.plans.items():
-        all_s = plan.cycles(range(len(plan.commands) - 1)) / nom.frequency
+        all_s = plan.cycles(range(len(plan.commands))) / nom.frequency
         tables[t] = (target.for_plan(all_s), _table(run, plan, model, target.for_plan(all_s)))
     n = len(run.length)
     energy, latency, tgt = np.zeros(n), np.zeros(n), np.zeros(n)
@@ -265,3 +265,72 @@ def scenario_c(run, model: EnergyModel, target: Target, ab=None):
 
 
 __all__ += ["scenario_ab"]
+
+
+def _hull_steps(t, e):
+    """Steps along the lower convex hull of one command's (time, energy) points, from the
+    fastest point: ``[(dt, de)]`` with ``dt > 0`` and ``de / dt`` increasing (most saving
+    first); steps that save nothing are dropped."""
+    order = np.argsort(t)
+    pts = [(t[k], e[k]) for k in order]
+    hull = [pts[0]]
+    for p in pts[1:]:
+        if p[0] <= hull[-1][0]:
+            if p[1] < hull[-1][1]:
+                hull[-1] = p
+            continue
+        while len(hull) >= 2:
+            (x0, y0), (x1, y1) = hull[-2], hull[-1]
+            if (y1 - y0) * (p[0] - x0) >= (p[1] - y0) * (x1 - x0):
+                hull.pop()
+            else:
+                break
+        hull.append(p)
+    steps = []
+    for (x0, y0), (x1, y1) in zip(hull, hull[1:], strict=False):
+        if y1 >= y0:
+            break
+        steps.append((x1 - x0, y1 - y0))
+    return steps
+
+
+def oracle_bound(run, model: EnergyModel, target: Target):
+    """Per sentence, a lower bound (pJ) on the energy of **any** DVFS policy over the image's
+    operating points that meets ``target``: the exit layer known in advance, every command at
+    its own point (embedding and layer 1 included), switches free and instantaneous, and a
+    command's cycles splittable between points (the LP relaxation of that multiple-choice
+    knapsack, solved exactly by taking hull steps in order of energy saved per second added).
+    If this bound is above an energy target, no predictor and no DVFS table reaches it with
+    these points."""
+    nom = run.nominal
+    pts = run.points
+    scale = np.array([(p.voltage / V_REF) ** 2 for p in pts])
+    leak_s = np.array([model.leakage_pj(1.0, p) for p in pts])      # pJ per second
+    inv_f = np.array([1.0 / p.frequency for p in pts])
+    out = np.zeros(len(run.length))
+    for i in range(len(run.length)):
+        plan = run.plans[int(run.length[i])]
+        all_s = plan.cycles(range(len(plan.commands))) / nom.frequency
+        costs = list(plan.costs)
+        costs[0] = run.embed_costs[i]
+        steps, base_e, base_t = [], 0.0, 0.0
+        for j in run.executed_exit[i]:
+            d, cyc = model.dynamic_pj(costs[j]), costs[j].cycles
+            t = cyc * inv_f
+            e = d * scale + leak_s * t
+            k0 = int(np.argmin(t))
+            base_e, base_t = base_e + e[k0], base_t + t[k0]
+            steps += _hull_steps(t, e)
+        slack = target.for_plan(all_s) - base_t
+        energy = base_e
+        for dt, de in sorted(steps, key=lambda s: s[1] / s[0]):
+            if slack <= 0:
+                break
+            take = min(1.0, slack / dt)
+            energy += take * de
+            slack -= take * dt
+        out[i] = energy
+    return out
+
+
+__all__ += ["oracle_bound"]
