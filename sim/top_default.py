@@ -115,11 +115,10 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(1)
-    from amaranth.back import verilog
-
     from hw.reram import external_verilog, hex_image
     from hw.top.memories import word_images
     from hw.top.top import Top
+    from hw.verilog_out import to_verilog
     from sim.top_bench import bench_setup
     from sw.data import load_split, resolve_data_dir
     from sw.image import read_image
@@ -150,7 +149,7 @@ def main(argv=None):
               reram_external=True, reram_init_file=str(hexfile))
     text = None
     if not args.reuse_build:
-        text = verilog.convert(top, name="top", emit_src=False) + external_verilog()
+        text = to_verilog(top, name="top") + external_verilog()
     verilog_s = time.perf_counter() - t0
     if text is not None:
         print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)

@@ -7,10 +7,10 @@ run the ``Memory`` one)."""
 import json
 
 import pytest
-from amaranth.back import verilog
 
 from hw.reram import external_verilog, hex_image
 from hw.top.top import _TINY
+from hw.verilog_out import to_verilog
 from sim.runner import BUILD_ROOT, require_simulator
 from sim.top_bench import bench_setup, build_top, sentence_case, tiny_sentence
 from sim.top_default import run_verilog
@@ -33,6 +33,6 @@ def test_top_icarus(tmp_path):
     cases = tmp_path / "cases.json"
     cases.write_text(json.dumps({**bench_setup(lay, dut), "sentences": [
         sentence_case(lay, words, golden, costs, tokens)]}))
-    text = verilog.convert(dut, name="top", emit_src=False) + external_verilog()
+    text = to_verilog(dut, name="top") + external_verilog()
     run_verilog(text, (BUILD_ROOT / "icarus" / "top-external").resolve(), "icarus",
                 {"cases": str(cases)})
