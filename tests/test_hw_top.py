@@ -7,7 +7,7 @@ from amaranth.sim import Simulator
 
 from hw.isa import MATRIX_DESC, Op, command, encode
 from hw.memmap import MemoryMap
-from hw.top.errors import TopError
+from hw.regmap import ErrorCode
 from hw.top.top import Top
 from sim.top_bench import run_top
 from sw.program.checks import ProgramError, check_command
@@ -45,7 +45,7 @@ def _run(lay, text, *, early_exit):
 
 def _check(run, golden, costs):
     assert run.mismatch is None, run.mismatch
-    assert run.status["error"] == TopError.NONE
+    assert run.status["error"] == ErrorCode.NONE
     # Every command the golden model executed (but EMBED, preloaded) ran and was compared.
     executed = golden.executed[0][1:]
     assert [c[0] for c in run.commands] == executed
@@ -110,28 +110,28 @@ _SFU = dict(keys=4, mask_addr=0, bias_in=0, bias_out=0, renorm=0)
 _ADD = dict(a_base=0, a_stride=1, b_base=2, b_stride=1, dst_base=4, dst_stride=1, rows=1,
             cols=1, bias_a=0, bias_b=0, bias_out=0)
 _ERRORS = [
-    ("illegal opcode", 15, None, TopError.ILLEGAL_OPCODE, 0),
-    ("reserved bit", 1 << 127, None, TopError.RESERVED_BITS, 0),
+    ("illegal opcode", 15, None, ErrorCode.ILLEGAL_OPCODE, 0),
+    ("reserved bit", 1 << 127, None, ErrorCode.RESERVED_BITS, 0),
     ("reserved bit of ADD", encode(command(Op.ADD, **_ADD)) | 1 << 120, None,
-     TopError.RESERVED_BITS, 0),
+     ErrorCode.RESERVED_BITS, 0),
     ("bias beyond the register", None, command(Op.ADD, **{**_ADD, "bias_out": 9}),
-     TopError.BAD_FIELD, 0),
-    ("zero rows", None, command(Op.SOFTMAX, **_mat(rows=0), **_SFU), TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
+    ("zero rows", None, command(Op.SOFTMAX, **_mat(rows=0), **_SFU), ErrorCode.BAD_FIELD, 0),
     ("keys beyond the row", None, command(Op.SOFTMAX, **_mat(), **{**_SFU, "keys": 5}),
-     TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
     ("aux address beyond aux", None, command(Op.SOFTMAX, **_mat(), **{**_SFU, "mask_addr": 16}),
-     TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
     ("source beyond act", None, command(Op.SOFTMAX, **_mat(x_base=31, cols=2), **_SFU),
-     TopError.OPERAND_RANGE, 0),
+     ErrorCode.OUT_OF_RANGE, 0),
     ("destination overlaps a source", None, command(Op.ADD, **{**_ADD, "dst_base": 2}),
-     TopError.OVERLAP, 0),
+     ErrorCode.OVERLAP, 0),
     ("empty descriptor", None, command(Op.MATMUL, x_base=0, x_stride=1, dst_base=8,
                                        dst_stride=1, rows=1, desc=1, bias_x=0, bias_w=0,
                                        bias_b=0, bias_out=0, relu=0, transpose=0),
-     TopError.EMPTY_DESC, 0),
+     ErrorCode.BAD_DESCRIPTOR, 0),
     ("no embedding unit", None, command(Op.EMBED, dst_base=0, dst_stride=1, rows=1, cols=1,
                                         tokens=1, tok_addr=0, desc=0, bias_word=0, bias_pos=0,
-                                        bias_seg=0, bias_out=0), TopError.NO_EMBED_UNIT, 0),
+                                        bias_seg=0, bias_out=0), ErrorCode.NO_EMBED_UNIT, 0),
 ]
 
 
@@ -191,15 +191,15 @@ def test_errors_stop_with_a_code_and_the_pc():
     sim.run()
     assert results.pop(0), "the host read back another tile than it wrote"
     want = [(int(code), pc) for _, _, _, code, pc in _ERRORS]
-    want += [(TopError.UNIT_ERROR, 0), (TopError.ILLEGAL_OPCODE, 1),
-             (TopError.PC_OVERFLOW, _MM.prog_words)]
+    want += [(ErrorCode.UNIT_ERROR, 0), (ErrorCode.ILLEGAL_OPCODE, 1),
+             (ErrorCode.PROGRAM_OVERRUN, _MM.prog_words)]
     assert results == want, [(e[0], r, w) for e, r, w in zip(_ERRORS, results, want,
                                                                strict=False)]
     # The golden checks refuse the same commands (the top is stricter on overlaps only in
     # interleaved layouts the compiler never makes: it compares word ranges).
     fmt = lay_out(build_tiny_image()[0]).fmt
     for what, _, cmd, code, _ in _ERRORS:
-        if cmd is None or code in (TopError.NO_EMBED_UNIT, TopError.EMPTY_DESC):
+        if cmd is None or code in (ErrorCode.NO_EMBED_UNIT, ErrorCode.BAD_DESCRIPTOR):
             continue
         with pytest.raises(ProgramError):
             check_command(0, cmd, _MM, fmt)

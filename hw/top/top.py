@@ -2,7 +2,7 @@
 
 The sequencer fetches a command word (``prog``), decodes it (:mod:`hw.top.decode`, generated
 from :data:`hw.isa.LAYOUTS`), reads the matrix descriptor, checks the command
-(:class:`~hw.top.errors.TopError`) and runs it on the units:
+(:class:`~hw.regmap.ErrorCode`) and runs it on the units:
 
 * ``MATMUL``: copy X from act into the engine's X banks (one bank word per cycle), run the
   engine on the descriptor's masks, values and bias (its base registers), copy Y back into act
@@ -38,12 +38,12 @@ from hw.matmul.engine import payload_layouts
 from hw.memformats import MASK_BYTES
 from hw.memmap import MemoryMap
 from hw.registry import register_block
+from hw.regmap import ERROR_BITS, ErrorCode
 from hw.residual import ResidualAdd
 from hw.sfu_tables import EPS_BITS, H_BITS, SPAN_MASK_FRAC
 from hw.softmax import Softmax
 from hw.top.checks import build_checks
 from hw.top.decode import desc_fields, fields
-from hw.top.errors import ERROR_BITS, TopError
 from hw.top.memories import build_memories, host_layouts, make_memories
 
 __all__ = ["Top", "build_top"]
@@ -79,7 +79,7 @@ class Top(wiring.Component):
     start : in, starts the program at ``start_pc`` (while idle).
     done : out, one-cycle pulse when the program stops (END, an exit taken, an error).
     busy : out.
-    error, error_pc : out, :class:`~hw.top.errors.TopError` and the command it stopped at.
+    error, error_pc : out, :class:`~hw.regmap.ErrorCode` and the command it stopped at.
     exit, exit_layer : out, an ENTROPY with ``stop`` took the exit; the exit layer (the last
         ENTROPY's layer when the program ends at END).
     entropy, entropy_exit : out, the last ENTROPY's H and flag.
@@ -382,7 +382,7 @@ class Top(wiring.Component):
                 m.d.sync += [cyc.eq(1), c_mac.eq(0), c_skip.eq(0), c_stall.eq(0), c_ar.eq(0),
                              c_aw.eq(0), c_xr.eq(0)]
                 with m.If(pc >= mm.prog_words):
-                    m.d.sync += [self.error.eq(TopError.PC_OVERFLOW), self.error_pc.eq(pc),
+                    m.d.sync += [self.error.eq(ErrorCode.PROGRAM_OVERRUN), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]
                     m.next = "IDLE"
                 with m.Else():
@@ -394,7 +394,7 @@ class Top(wiring.Component):
                              mem.desc_rd.en.eq(1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(code != TopError.NONE):
+                with m.If(code != ErrorCode.NONE):
                     m.d.sync += [self.error.eq(code), self.error_pc.eq(pc), self.done.eq(1),
                                  busy.eq(0)]
                     m.next = "IDLE"
@@ -474,7 +474,7 @@ class Top(wiring.Component):
             with m.State("EWAIT"):
                 with m.If(eng.done):
                     with m.If(eng.err.as_value() != 0):
-                        m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                        m.d.sync += [self.error.eq(ErrorCode.UNIT_ERROR), self.error_pc.eq(pc),
                                      self.done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
                     with m.Else():
@@ -551,7 +551,7 @@ class Top(wiring.Component):
                     with m.Else():
                         finish()
                 with m.If(unit_error):
-                    m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                    m.d.sync += [self.error.eq(ErrorCode.UNIT_ERROR), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]
                     m.next = "IDLE"
 
