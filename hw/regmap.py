@@ -376,7 +376,9 @@ class RegisterMap:
                      "DVFS decision"),
             Register("ENTROPY", 0x070, (
                 _ro("h", 0, ENTROPY_BITS, f"H of the last ENTROPY ({ENTROPY_FRAC} fractional "
-                    f"bits)"),), "entropy"),
+                    f"bits)"),
+                _ro("flag", 31, 1, "the last ENTROPY's exit flag (H below the threshold)"),),
+                "entropy"),
             Register("CSR_ERRORS", 0x074, (
                 _ro("count", 0, 16, "refused CSR accesses (saturates)", source="internal"),
                 _ro("offset", 16, CSR_ADDR_BITS, "offset of the first refused access",
@@ -385,6 +387,15 @@ class RegisterMap:
             Register("LOAD_ERROR_ADDR", 0x078, (
                 _ro("addr", 0, 32, "AXI address of the first refused load beat"),),
                 "refused load"),
+            *(Register(f"ACT_{m.upper()}_BASE", 0x080 + 4 * i, (
+                Field("word", 0, 16, Access.RW, doc, maximum=min(mm.depth(mem), 1 << 16) - 1),),
+                f"MATMUL_ACT region of the {mem} memory")
+              for i, (m, mem, doc) in enumerate((
+                  ("mask", "wmask", "first word of the all-ones masks (layout symbol "
+                                    "wmask/act.ones)"),
+                  ("value", "wval", "first word of the scratch values (layout symbol "
+                                    "wval/act.values)"),
+                  ("bias", "wbias", "the zero bias vector (layout symbol wbias/act.zero)")))),
         ]
         for i, (stem, doc) in enumerate(COUNTERS):
             for half, lsb in (("LO", 0), ("HI", 32)):

@@ -144,7 +144,8 @@ def test_errors_stop_with_a_code_and_the_pc():
         for addr in range(_MM.prog_words):
             ctx.set(dut.host_prog.valid, 1)
             ctx.set(dut.host_prog.payload, {"addr": addr,
-                                            "data": words[addr] if addr < len(words) else 0})
+                                            "data": words[addr] if addr < len(words) else 0,
+                                            "en": 0xFFFF})
             await ctx.tick()
         ctx.set(dut.host_prog.valid, 0)
         ctx.set(dut.start, 1)
@@ -160,7 +161,7 @@ def test_errors_stop_with_a_code_and_the_pc():
         # The host writes a tile word and reads it back while the top is idle.
         tile = int.from_bytes(bytes(range(1, 17)), "little")
         ctx.set(dut.host_act.valid, 1)
-        ctx.set(dut.host_act.payload, {"addr": 5, "data": tile})
+        ctx.set(dut.host_act.payload, {"addr": 5, "data": tile, "en": 0xFFFF})
         await ctx.tick()
         ctx.set(dut.host_act.valid, 0)
         ctx.set(dut.host_rd_en, 1)
@@ -171,7 +172,8 @@ def test_errors_stop_with_a_code_and_the_pc():
         # Descriptor 2: a 4 x 4 matrix whose masks (all zero) disagree with its nnz.
         ctx.set(dut.host_desc.valid, 1)
         ctx.set(dut.host_desc.payload, {"addr": 2, "data": MATRIX_DESC.pack(
-            {"mask_base": 0, "value_base": 0, "bias_base": 0, "k": 1, "cols": 1, "nnz": 5})})
+            {"mask_base": 0, "value_base": 0, "bias_base": 0, "k": 1, "cols": 1, "nnz": 5}),
+            "en": 0xFFFF})
         await ctx.tick()
         ctx.set(dut.host_desc.valid, 0)
         for _, word, cmd, _, _ in _ERRORS:
