@@ -13,14 +13,17 @@ other hardware than the CFG registers describe.
 """
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from hw.isa import Op, decode_program
 from hw.memmap import MemoryMap
 from hw.regmap import MAGIC, VERSION, pack_words, windows
 
 __all__ = ["START_PC", "HardwareMismatch", "build_job", "check_hardware", "compare",
-           "Comparison", "write_job", "read_json", "ordinal_argmax"]
+           "Comparison", "write_job", "read_json", "ordinal_argmax", "SystemRun", "run_system",
+           "accelerator_for", "small_memmap", "logits_from_words"]
 
 # The top does not run EMBED yet (the embedding unit is another branch's): programs start at
 # command 1 with the golden EMBED output in act. Once EMBED runs in the top, this becomes 0.
@@ -134,7 +137,7 @@ def build_job(lay, text, *, text_b=None, early_exit=True, start_pc=START_PC, exe
                   "logits_words": last_ent["logits_words"], "logits": last_ent["logits"],
                   "cycles": sum(c["cycles"] for c in commands),
                   "commands": len(commands)},
-        "tokens": tok.id_to_tokens(e.ids),
+        "tokens": tok.id_to_tokens(e.ids), "truncated": bool(e.truncated),
     }
 
 
@@ -261,3 +264,70 @@ def write_job(path, job):
 def read_json(path):
     with open(path) as f:
         return json.load(f)
+
+
+@dataclass
+class SystemRun:
+    """What :func:`run_system` returns: the results read through the buses (one per job, as
+    far as the simulation got), the build and run times (``run_cocotb``'s), the path of the
+    waveform file, and the simulator's failure message (``None`` if it ran to the end)."""
+
+    results: list
+    timing: dict
+    waves: str | None
+    failure: str | None
+
+
+def accelerator_for(lay, small=False):
+    """The :class:`~hw.top.system.Accelerator` that runs layout ``lay``: its memory map and the
+    top's default limits, or (``small``) the registered n = 4 block's parameters."""
+    from hw.top.system import Accelerator
+    from hw.top.top import _MEMMAP_KEYS, _TINY
+
+    kwargs = {k: v for k, v in _TINY.items() if k not in _MEMMAP_KEYS} if small else {}
+    return Accelerator(memmap=lay.memmap, fmt=lay.fmt, **kwargs)
+
+
+def small_memmap():
+    """The memory map of the registered accelerator block (n = 4, small memories)."""
+    from hw.top.top import _MEMMAP_KEYS, _TINY
+
+    return MemoryMap(**{k: _TINY[k] for k in _MEMMAP_KEYS})
+
+
+def run_system(accelerator, jobs, *, simulator="icarus", waves=False, backpressure=0.3,
+               step=True, seed=1):
+    """Run ``jobs`` on ``accelerator``'s Verilog through ``sim/tb_system.py`` (test
+    ``sentences``, mismatches recorded rather than raised). Returns a :class:`SystemRun`."""
+    import tempfile
+
+    from sim.runner import run_cocotb
+
+    with tempfile.TemporaryDirectory() as d:
+        paths = []
+        for i, job in enumerate(jobs):
+            p = Path(d) / f"job{i}.json"
+            write_job(p, job)
+            paths.append(str(p))
+        result = Path(d) / "result.json"
+        failure, timing = None, {}
+        # The simulator's Python: warnings only (cocotb's INFO lines drown the report).
+        quiet = {"COCOTB_LOG_LEVEL": "WARNING", "PYTHONWARNINGS": "ignore"}
+        saved = {k: os.environ.get(k) for k in quiet}
+        os.environ.update(quiet)
+        try:
+            timing = run_cocotb(accelerator, "accelerator", "sim.tb_system",
+                                simulator=simulator, testcase="sentences", waves=waves,
+                                params={"jobs": paths, "result": str(result), "step": step,
+                                        "backpressure": backpressure, "seed": seed,
+                                        "fail_on_mismatch": False})
+        except AssertionError as e:
+            failure = str(e)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k)
+                else:
+                    os.environ[k] = v
+        results = read_json(result) if result.exists() else []
+    return SystemRun(results, timing, timing.get("waves"), failure)

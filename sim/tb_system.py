@@ -189,7 +189,7 @@ class SystemBench:
                       "commands": len(commands)},
             "status": status_d, "counters": counters,
             "dvfs_codes": [int(self.dut.vcode.value), int(self.dut.fcode.value)],
-            "run_sim_cycles": sim_ns // _CLOCK_NS, "run_wall_s": time.perf_counter() - wall0,
+            "run_sim_cycles": int(sim_ns // _CLOCK_NS), "run_wall_s": time.perf_counter() - wall0,
         }
 
 
