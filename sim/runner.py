@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import weakref
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -34,6 +35,9 @@ _INSTALL = {
 BUILD_ROOT = Path(os.environ.get("EDGEBERT_BUILD", "build")) / "sim"
 # Behavioural models of the vendor primitives that Verilog elaborated for a platform instantiates.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+# Verilog already written in this process, per component and module name: a design run twice
+# (e.g. by two tests, or `edgebert sim` then `compare`) is converted once.
+_CONVERTED = weakref.WeakKeyDictionary()
 
 
 def verilator_bin_dir():
@@ -130,7 +134,11 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     from cocotb_tools.runner import get_runner
 
     _prepare_env(_check_simulator(simulator))
-    text = verilog.convert(top, name=name, emit_src=False, platform=platform)
+    text = _CONVERTED.get(top, {}).get(name) if platform is None else None
+    if text is None:
+        text = verilog.convert(top, name=name, emit_src=False, platform=platform)
+        if platform is None:
+            _CONVERTED.setdefault(top, {})[name] = text
     models = sorted(MODELS_DIR.glob("*.v")) if platform is not None else []
     digest = hashlib.sha1(text.encode())
     for model in models:

@@ -12,6 +12,7 @@ buffer and element that differ. :func:`check_hardware` refuses a job whose image
 other hardware than the CFG registers describe.
 """
 
+import functools
 import json
 import os
 from dataclasses import dataclass
@@ -281,11 +282,17 @@ class SystemRun:
 def accelerator_for(lay, small=False):
     """The :class:`~hw.top.system.Accelerator` that runs layout ``lay``: its memory map and the
     top's default limits, or (``small``) the registered n = 4 block's parameters."""
+    return _accelerator(lay.memmap, lay.fmt, bool(small))
+
+
+@functools.lru_cache(maxsize=4)
+def _accelerator(memmap, fmt, small):
+    # One object per design, so that sim.runner converts it to Verilog once per process.
     from hw.top.system import Accelerator
     from hw.top.top import _MEMMAP_KEYS, _TINY
 
     kwargs = {k: v for k, v in _TINY.items() if k not in _MEMMAP_KEYS} if small else {}
-    return Accelerator(memmap=lay.memmap, fmt=lay.fmt, **kwargs)
+    return Accelerator(memmap=memmap, fmt=fmt, **kwargs)
 
 
 def small_memmap():

@@ -8,10 +8,15 @@ import json
 import pytest
 
 from hw.memmap import MemoryMap
-from hw.top.system import build_accelerator
 from hw.top.top import _MEMMAP_KEYS, _TINY
 from sim.runner import require_simulator, run_cocotb
-from sim.system_bench import HardwareMismatch, build_job, check_hardware, compare
+from sim.system_bench import (
+    HardwareMismatch,
+    accelerator_for,
+    build_job,
+    check_hardware,
+    compare,
+)
 from sw.program.layout import lay_out
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
 
@@ -45,7 +50,8 @@ def test_system_icarus(tiny3, tmp_path):
         (1, 1), (2, 1), (3, 0)]
     assert jobs[2]["commands"][-1]["op"] == "END"
     result = tmp_path / "result.json"
-    res = run_cocotb(build_accelerator(**_TINY), "accelerator", "sim.tb_system",
+    # The same design object as `edgebert sim --small` (converted to Verilog once per process).
+    res = run_cocotb(accelerator_for(tiny3, small=True), "accelerator", "sim.tb_system",
                      params={"jobs": _write(tmp_path, jobs), "result": str(result)})
     assert res["tests"] == 2
     results = json.loads(result.read_text())
