@@ -12,7 +12,7 @@ from amaranth.lib.wiring import In, Out
 
 from hw.axi import Burst, Resp, axi4_signature
 from hw.checks import checked_construction
-from hw.memmap import DEFAULT_MEMMAP, MemoryMap
+from hw.memmap import DEFAULT_MEMMAP, MEMORIES, MemoryMap
 from hw.registry import register_block
 from hw.regmap import BUS_BYTES, memmap_fields, window_address_bits, windows
 
@@ -42,7 +42,11 @@ class AxiMem(wiring.Component):
     (or reserved), or has beats wider than the bus is *refused*: all its beats are consumed
     (reads return 0), none is written, it answers SLVERR, and ``load_error`` rises with the
     first offending address. A beat that writes non-zero data into a word's padding bytes is
-    refused alone the same way (the burst's response is SLVERR). Every handshake completes.
+    refused alone the same way (the burst's response is SLVERR). A window left out of
+    ``writable`` (``readable``) is treated as a gap for writes (reads). While
+    ``refuse_writes`` (``refuse_reads``) is high, every write (read) beat is refused alone
+    (a read beat returns 0 with SLVERR): the accelerator holds them while its sequencer owns
+    the memories. Every handshake completes.
 
     Parameters
     ----------
@@ -50,6 +54,9 @@ class AxiMem(wiring.Component):
         The memories and hence the windows.
     id_width : int
         Width of the AXI IDs (1..16); responses carry the request's ID.
+    writable, readable : tuple of str
+        The memories whose windows take writes / reads (default: all of
+        :data:`hw.memmap.MEMORIES`); the others' ports stay idle.
 
     Attributes
     ----------
@@ -68,9 +75,12 @@ class AxiMem(wiring.Component):
         The first offending address.
     clear_load_error : Signal(1), in
         Clear ``load_error`` (a refusal in the same cycle wins).
+    refuse_writes, refuse_reads : Signal(1), in
+        Refuse every write / read beat while high.
     """
 
-    def __init__(self, *, memmap=DEFAULT_MEMMAP, id_width=4):
+    def __init__(self, *, memmap=DEFAULT_MEMMAP, id_width=4, writable=MEMORIES,
+                 readable=MEMORIES):
         with checked_construction(self):
             if not isinstance(memmap, MemoryMap):
                 raise TypeError(f"memmap must be a hw.memmap.MemoryMap, not {memmap!r}")
@@ -78,11 +88,16 @@ class AxiMem(wiring.Component):
                     1 <= id_width <= 16):
                 raise ValueError(f"id_width must be an integer in 1..16, not {id_width!r}")
             addr_bits = window_address_bits(memmap)
+            for name, mems in (("writable", writable), ("readable", readable)):
+                if not isinstance(mems, tuple | list) or not set(mems) <= set(MEMORIES):
+                    raise ValueError(f"{name} must be a tuple of memories of {MEMORIES}, not "
+                                     f"{mems!r}")
         self._memmap, self._id_width, self._addr_bits = memmap, id_width, addr_bits
+        self._writable, self._readable = tuple(writable), tuple(readable)
         self._windows = windows(memmap)
         members = {"s_axi": In(axi4_signature(addr_bits, id_width)),
                    "load_error": Out(1), "load_error_addr": Out(addr_bits),
-                   "clear_load_error": In(1)}
+                   "clear_load_error": In(1), "refuse_writes": In(1), "refuse_reads": In(1)}
         for w in self._windows:
             abits, bits = max(1, _log2(w.depth)), 8 * w.word_bytes
             members[f"{w.memory}_wr"] = In(WritePort.Signature(addr_width=abits, shape=bits,
@@ -98,16 +113,18 @@ class AxiMem(wiring.Component):
     def addr_bits(self):
         return self._addr_bits
 
-    def _check_burst(self, m, name, addr, length, size, burst):
-        """``(ok, window index, offending address)`` of a burst's address phase."""
+    def _check_burst(self, m, name, addr, length, size, burst, allowed):
+        """``(ok, window index, offending address)`` of a burst's address phase; windows of
+        memories outside ``allowed`` count as gaps."""
         aw = self._addr_bits
         last = Signal(aw + 11, name=f"{name}_last")
         m.d.comb += last.eq(Mux(burst == Burst.FIXED, addr,
                                 ((addr >> size) << size) + (length << size)))
         starts, fits = [], []
         for w in self._windows:
-            starts.append(_within(addr, w.base, w.data_end))
-            fits.append(_within(last, w.base, w.data_end))
+            on = w.memory in allowed
+            starts.append(_within(addr, w.base, w.data_end) if on else Const(0))
+            fits.append(_within(last, w.base, w.data_end) if on else Const(0))
         ok, index, bad = Signal(name=f"{name}_ok"), Signal(range(len(self._windows))), \
             Signal(aw, name=f"{name}_bad")
         m.d.comb += bad.eq(addr)
@@ -142,7 +159,7 @@ class AxiMem(wiring.Component):
         w_addr, w_size, w_burst = Signal(aw), Signal(3), Signal(2)
         w_left = Signal(8)
         aw_ok, aw_win, aw_bad = self._check_burst(m, "aw", ax.awaddr, ax.awlen, ax.awsize,
-                                                  ax.awburst)
+                                                  ax.awburst, self._writable)
         pad_err = Signal()
         beat = Signal()
         with m.FSM(name="write"):
@@ -173,7 +190,7 @@ class AxiMem(wiring.Component):
         for i, w in enumerate(self._windows):
             wr = getattr(self, f"{w.memory}_wr")
             word, lane = self._split(w, w_addr)
-            sel = beat & w_ok & (w_win == i)
+            sel = beat & w_ok & ~self.refuse_writes & (w_win == i)
             # Bytes of each lane past the word: writable only with zero.
             masks = [sum(1 << j for j in range(BUS_BYTES) if k * BUS_BYTES + j >= w.word_bytes)
                      for k in range(w.lanes)]
@@ -193,7 +210,7 @@ class AxiMem(wiring.Component):
                 wr.en.eq(Cat(hit[b // BUS_BYTES] & ax.wstrb[b % BUS_BYTES]
                              for b in range(w.word_bytes))),
             ]
-        m.d.comb += pad_err.eq(Cat(pads).any())
+        m.d.comb += pad_err.eq(Cat(pads).any() | (beat & w_ok & self.refuse_writes))
 
         # Read path: IDLE (accept AR) -> ISSUE -> CAPTURE (read data registered) -> WAIT
         # (R valid); a beat taken in WAIT issues the next read at once.
@@ -203,18 +220,22 @@ class AxiMem(wiring.Component):
         r_left = Signal(8)
         r_lane = Signal(lane_bits)
         ar_ok, ar_win, ar_bad = self._check_burst(m, "ar", ax.araddr, ax.arlen, ax.arsize,
-                                                  ax.arburst)
+                                                  ax.arburst, self._readable)
         issue = Signal()
+        beat_ok = Signal()  # the beat in flight was read (not refused)
         lanes = []
         for i, w in enumerate(self._windows):
             rd = getattr(self, f"{w.memory}_rd")
             word, lane = self._split(w, r_addr)
-            m.d.comb += [rd.addr.eq(word), rd.en.eq(issue & r_ok & (r_win == i))]
+            m.d.comb += [rd.addr.eq(word),
+                         rd.en.eq(issue & r_ok & ~self.refuse_reads & (r_win == i))]
             padded = Cat(rd.data, Const(0, 8 * w.stride - len(rd.data)))
             lanes.append(padded.word_select(r_lane[:max(1, _log2(w.lanes))], 8 * BUS_BYTES)
                          if w.lanes > 1 else padded)
+        errors.append((issue & r_ok & self.refuse_reads, r_addr))
         with m.If(issue):
-            m.d.sync += [r_lane.eq(Array(self._split(w, r_addr)[1] for w in self._windows)[r_win]),
+            m.d.sync += [beat_ok.eq(r_ok & ~self.refuse_reads),
+                         r_lane.eq(Array(self._split(w, r_addr)[1] for w in self._windows)[r_win]),
                          r_addr.eq(self._next(r_addr, r_size, r_burst))]
         with m.FSM(name="read"):
             with m.State("IDLE"):
@@ -229,11 +250,11 @@ class AxiMem(wiring.Component):
                 m.d.comb += issue.eq(1)
                 m.next = "CAPTURE"
             with m.State("CAPTURE"):
-                m.d.sync += ax.rdata.eq(Mux(r_ok, Array(lanes)[r_win], 0))
+                m.d.sync += ax.rdata.eq(Mux(beat_ok, Array(lanes)[r_win], 0))
                 m.next = "WAIT"
             with m.State("WAIT"):
                 m.d.comb += [ax.rvalid.eq(1), ax.rlast.eq(r_left == 0),
-                             ax.rresp.eq(Mux(r_ok, Resp.OKAY, Resp.SLVERR))]
+                             ax.rresp.eq(Mux(beat_ok, Resp.OKAY, Resp.SLVERR))]
                 with m.If(ax.rready):
                     m.d.sync += r_left.eq(r_left - 1)
                     with m.If(r_left == 0):

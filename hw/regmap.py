@@ -26,7 +26,7 @@ __all__ = [
     "MAGIC", "VERSION", "CSR_ADDR_BITS", "BUS_BYTES", "ENTROPY_BITS", "ENTROPY_FRAC", "Access",
     "Field", "Register", "ErrorCode", "ERROR_MEANING", "RegisterMap", "validate_registers",
     "Window", "windows", "window_address_bits", "locate", "pack_words", "COUNTERS",
-    "memmap_fields",
+    "memmap_fields", "ERROR_BITS",
 ]
 
 MAGIC = 0x45425254  # "EBRT"
@@ -50,7 +50,8 @@ class Access(enum.Enum):
 
 
 class ErrorCode(enum.IntEnum):
-    """The ERROR register: why the accelerator stopped (it never hangs instead)."""
+    """The ERROR register: why the accelerator stopped (it never hangs instead). The command
+    sequencer (:mod:`hw.top.checks`, :class:`hw.top.top.Top`) reports these numbers."""
 
     NONE = 0
     ILLEGAL_OPCODE = 1
@@ -63,21 +64,30 @@ class ErrorCode(enum.IntEnum):
     LOAD_OUT_OF_RANGE = 8
     BAD_CONFIG = 9
     WATCHDOG = 10
+    UNIT_ERROR = 11
 
+
+# Width of the sequencer's error code (the ERROR register's field is wider).
+ERROR_BITS = max(ErrorCode).bit_length()
 
 ERROR_MEANING = {
     ErrorCode.NONE: "no error",
     ErrorCode.ILLEGAL_OPCODE: "a command word's opcode is not one of hw.isa.Op",
     ErrorCode.RESERVED_BITS: "a command word has reserved bits set",
-    ErrorCode.BAD_FIELD: "a bias above the format's register range, or a zero dimension",
-    ErrorCode.OUT_OF_RANGE: "an operand, descriptor or aux address beyond its memory",
-    ErrorCode.OVERLAP: "a destination overlaps a source",
+    ErrorCode.BAD_FIELD: "a bias above the format's register range, a zero dimension, an aux "
+                         "address or descriptor beyond its memory, keys or tokens beyond the "
+                         "rows, ENTROPY classes, row lengths, DVFS bins or layer beyond the "
+                         "units",
+    ErrorCode.OUT_OF_RANGE: "an operand reaches beyond the act memory",
+    ErrorCode.OVERLAP: "a destination's word range meets a source's",
     ErrorCode.BAD_DESCRIPTOR: "a MATMUL's descriptor holds no matrix",
     ErrorCode.PROGRAM_OVERRUN: "no END before the end of program memory",
     ErrorCode.LOAD_OUT_OF_RANGE: "start while a host load was refused (LOAD_ERROR_ADDR)",
     ErrorCode.BAD_CONFIG: "a configuration the hardware cannot run (e.g. more classes or "
                           "DVFS bins than it was generated for)",
     ErrorCode.WATCHDOG: "the program ran longer than WATCHDOG cycles",
+    ErrorCode.UNIT_ERROR: "the matrix engine, a special-function unit or the embedding unit "
+                          "reported an error (e.g. a token row or segment beyond its table)",
 }
 
 # 64-bit performance counters: (register stem, meaning). SRAM reads and writes follow, per memory.
@@ -365,7 +375,9 @@ class RegisterMap:
                      "DVFS decision"),
             Register("ENTROPY", 0x070, (
                 _ro("h", 0, ENTROPY_BITS, f"H of the last ENTROPY ({ENTROPY_FRAC} fractional "
-                    f"bits)"),), "entropy"),
+                    f"bits)"),
+                _ro("flag", 31, 1, "the last ENTROPY's exit flag (H below the threshold)"),),
+                "entropy"),
             Register("CSR_ERRORS", 0x074, (
                 _ro("count", 0, 16, "refused CSR accesses (saturates)", source="internal"),
                 _ro("offset", 16, CSR_ADDR_BITS, "offset of the first refused access",
@@ -374,6 +386,15 @@ class RegisterMap:
             Register("LOAD_ERROR_ADDR", 0x078, (
                 _ro("addr", 0, 32, "AXI address of the first refused load beat"),),
                 "refused load"),
+            *(Register(f"ACT_{m.upper()}_BASE", 0x080 + 4 * i, (
+                Field("word", 0, 16, Access.RW, doc, maximum=min(mm.depth(mem), 1 << 16) - 1),),
+                f"MATMUL_ACT region of the {mem} memory")
+              for i, (m, mem, doc) in enumerate((
+                  ("mask", "wmask", "first word of the all-ones masks (layout symbol "
+                                    "wmask/act.ones)"),
+                  ("value", "wval", "first word of the scratch values (layout symbol "
+                                    "wval/act.values)"),
+                  ("bias", "wbias", "the zero bias vector (layout symbol wbias/act.zero)")))),
         ]
         for i, (stem, doc) in enumerate(COUNTERS):
             for half, lsb in (("LO", 0), ("HI", 32)):

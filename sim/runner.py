@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+import weakref
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -34,6 +35,9 @@ _INSTALL = {
 BUILD_ROOT = Path(os.environ.get("EDGEBERT_BUILD", "build")) / "sim"
 # Behavioural models of the vendor primitives that Verilog elaborated for a platform instantiates.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
+# Verilog already written in this process, per component and module name: a design run twice
+# (e.g. by two tests, or `edgebert sim` then `compare`) is converted once.
+_CONVERTED = weakref.WeakKeyDictionary()
 
 
 def verilator_bin_dir():
@@ -111,7 +115,7 @@ def _verilator_make_fix(sim):
 
 
 def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testcase=None,
-               tag=None, timeout_s=None, rebuild=False, platform=None):
+               tag=None, timeout_s=None, rebuild=False, platform=None, waves=False):
     """Write ``top`` as Verilog module ``name``, build it for ``simulator``, run ``test_module``.
 
     ``platform`` elaborates ``top`` for an Amaranth platform (e.g. an ECP5 board, where the
@@ -120,7 +124,9 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
 
     ``params`` (JSON-serialisable) reach the testbench through ``EB_PARAMS``. ``tag`` names the
     build directory (defaults to a hash of the Verilog text, so identical designs share a build).
-    ``rebuild`` discards a cached build first (for build-time measurements).
+    ``rebuild`` discards a cached build first (for build-time measurements). ``waves`` records
+    every signal: Icarus writes ``<name>.fst``, Verilator ``dump.vcd``, in the build directory
+    (returned as ``waves``).
     Returns a dict with the test count and wall times in seconds: ``build_s``, ``run_s`` (the
     simulator process, start-up included) and ``test_s`` (the cocotb tests themselves).
     """
@@ -128,11 +134,17 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     from cocotb_tools.runner import get_runner
 
     _prepare_env(_check_simulator(simulator))
-    text = to_verilog(top, name=name, platform=platform)
+    text = _CONVERTED.get(top, {}).get(name) if platform is None else None
+    if text is None:
+        text = to_verilog(top, name=name, platform=platform)
+        if platform is None:
+            _CONVERTED.setdefault(top, {})[name] = text
     models = sorted(MODELS_DIR.glob("*.v")) if platform is not None else []
     digest = hashlib.sha1(text.encode())
     for model in models:
         digest.update(model.read_bytes())
+    if waves:
+        digest.update(b"waves")
     tag = tag or digest.hexdigest()[:10]
     build_dir = (BUILD_ROOT / simulator / f"{name}-{tag}").resolve()
     build_dir.mkdir(parents=True, exist_ok=True)
@@ -145,6 +157,17 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         # it runs at time 0; under cocotb's default -g2012 Icarus raises no event for that
         # initialiser and combinational outputs that depend only on registers stay X.
         build_args = ["-g2005"]
+    sources = [src, *models]
+    test_args = {}
+    if waves and simulator == "icarus":
+        # cocotb's own dump module is SystemVerilog, which -g2005 refuses: a plain one.
+        dump = build_dir / "eb_waves.v"
+        dump.write_text(f'module eb_waves; initial begin $dumpfile("{build_dir / name}.fst"); '
+                        f'$dumpvars(0, {name}); end endmodule\n')
+        sources.append(dump)
+        build_args += ["-s", "eb_waves"]
+    if waves:
+        test_args["waves"] = True
     t0 = time.perf_counter()
     # Parallel test workers (pytest-xdist) may ask for the same design at once: one builds,
     # the others wait for it and then reuse the build.
@@ -159,8 +182,9 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         if not src.exists() or src.read_text() != text:
             src.write_text(text)
         with _verilator_make_fix(simulator):
-            runner.build(sources=[src, *models], hdl_toplevel=name, build_dir=build_dir,
-                         build_args=build_args, timescale=("1ns", "1ps"), always=False)
+            runner.build(sources=sources, hdl_toplevel=name, build_dir=build_dir,
+                         build_args=build_args, timescale=("1ns", "1ps"), always=False,
+                         waves=waves and simulator == "verilator")
     t1 = time.perf_counter()
     # The simulator's embedded Python must import this checkout's hw/sw/sim packages.
     root = str(Path(__file__).resolve().parent.parent)
@@ -170,7 +194,8 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
         env["EB_TIMEOUT_S"] = str(timeout_s)
     results = runner.test(test_module=test_module, hdl_toplevel=name, testcase=testcase,
                           build_dir=build_dir, test_dir=build_dir, extra_env=env,
-                          results_xml=str(build_dir / f"results-{os.getpid()}.xml"))
+                          results_xml=str(build_dir / f"results-{os.getpid()}.xml"),
+                          **test_args)
     t2 = time.perf_counter()
     n_tests, n_failed = get_results(Path(results))
     assert n_tests > 0, f"{test_module} on {simulator}: no cocotb test ran"
@@ -178,4 +203,6 @@ def run_cocotb(top, name, test_module, *, simulator="icarus", params=None, testc
     # The tests' own time, without simulator and Python start-up, as cocotb recorded it.
     test_s = sum(float(case.get("time", 0))
                  for case in ElementTree.parse(results).getroot().iter("testcase"))
-    return {"tests": n_tests, "build_s": t1 - t0, "run_s": t2 - t1, "test_s": test_s}
+    wave_file = build_dir / (f"{name}.fst" if simulator == "icarus" else "dump.vcd")
+    return {"tests": n_tests, "build_s": t1 - t0, "run_s": t2 - t1, "test_s": test_s,
+            "waves": str(wave_file) if waves and wave_file.exists() else None}

@@ -280,6 +280,15 @@ def check_csr(**params):
     return csr_selfcheck(Csr(regmap=_build(*_split(params))))
 
 
+def check_accelerator(**params):
+    """The register map through the accelerator's own wiring (reset values, RW registers,
+    refusals); whole sentences through its buses are ``tests/test_rtl_system.py``'s."""
+    from hw.top.system import build_accelerator
+    from sim.axi_sim import csr_selfcheck
+
+    return csr_selfcheck(build_accelerator(**params))
+
+
 # reram: from hw.reram
 def check_reram(**params):
     import random
@@ -368,5 +377,5 @@ SELFCHECKS = {
     "dvfs": check_dvfs, "entropy_exit": check_entropy_exit, "layernorm": check_layernorm,
     "matmul": check_matmul, "residual_add": check_residual_add, "softmax": check_softmax,
     "top": check_top, "csr": check_csr, "axi_mem": check_axi_mem, "reram": check_reram,
-    "embed_unit": check_embed_unit,
+    "embed_unit": check_embed_unit, "accelerator": check_accelerator,
 }

@@ -62,7 +62,11 @@ class TopBench:
                 continue        # the memories start at zero
             await FallingEdge(dut.clk)
             valid.value = 1
-            payload.value = int(addr) | int(word) << bits
+            value = int(addr) | int(word) << bits
+            if port in self.s.get("en", {}):
+                data_bits, en_bits = self.s["en"][port]
+                value |= ((1 << en_bits) - 1) << (bits + data_bits)
+            payload.value = value
         await FallingEdge(dut.clk)
         valid.value = 0
 

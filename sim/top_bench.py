@@ -270,6 +270,15 @@ def bench_setup(lay, top, *, reram=False):
            "config": {"act_mask_base": syms["wmask"]["act.ones"],
                       "act_value_base": syms["wval"]["act.values"],
                       "act_bias_base": syms["wbias"]["act.zero"], **table_rows(lay)}}
+    # Host ports with byte enables (act, aux, desc, prog): data width and enable bits; the
+    # bench enables every byte of a word it writes.
+    from amaranth.hdl import Shape
+
+    from hw.top.memories import host_layouts
+
+    out["en"] = {m: (Shape.cast(lay_.members["data"]).width,
+                     Shape.cast(lay_.members["en"]).width)
+                 for m, lay_ in host_layouts(mm, lay.fmt.n_bits).items() if "en" in lay_.members}
     if reram:
         out["reram"] = _words(lay, "reram")
     return out

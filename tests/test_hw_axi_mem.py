@@ -28,6 +28,9 @@ def test_selfcheck_passes_on_the_registered_defaults():
     ({"id_width": True}, ValueError, "id_width must be an integer in 1..16, not True"),
     ({"memmap": MemoryMap(reram_bytes=1 << 33)}, ValueError,
      "the memory windows need 34 address bits, more than 32: make the memories smaller"),
+    ({"writable": ("act", "dram")}, ValueError,
+     "writable must be a tuple of memories of ('reram', 'desc', 'wmask', 'wval', 'wbias', "
+     "'act', 'aux', 'prog'), not ('act', 'dram')"),
 ])
 def test_bad_arguments_are_refused(kwargs, exc, msg):
     with pytest.raises(exc, match=f"^{re.escape(msg)}$"):
@@ -91,3 +94,28 @@ def test_first_refused_address_is_kept():
 
     _, out = _run(dut, body)
     assert out == [ws["wval"].data_end]
+
+
+def test_windows_left_out_and_refused_beats():
+    # The accelerator's use: no ReRAM writes, reads from act only, beats refused while busy.
+    dut = AxiMem(memmap=SMALL, writable=("act", "aux"), readable=("act",))
+    ws = {w.memory: w for w in windows(SMALL)}
+
+    async def body(ctx, model, out):
+        out.append(await axi_write(ctx, dut, model, ws["reram"].base, [1]))
+        out.append(ctx.get(dut.load_error_addr))
+        out.append(await axi_write(ctx, dut, model, ws["aux"].base, [5]))
+        out.append(await axi_read(ctx, dut, model, ws["aux"].base, 1))
+        ctx.set(dut.refuse_writes, 1)
+        out.append(await axi_write(ctx, dut, model, ws["act"].base, [9]))
+        ctx.set(dut.refuse_writes, 0)
+        ctx.set(dut.refuse_reads, 1)
+        out.append(await axi_read(ctx, dut, model, ws["act"].base, 1))
+        ctx.set(dut.refuse_reads, 0)
+        out.append(await axi_write(ctx, dut, model, ws["act"].base, [9]))
+        out.append(await axi_read(ctx, dut, model, ws["act"].base, 1))
+
+    model, out = _run(dut, body)
+    assert out == [Resp.SLVERR, ws["reram"].base, Resp.OKAY, ([0], [Resp.SLVERR]),
+                   Resp.SLVERR, ([0], [Resp.SLVERR]), Resp.OKAY, ([9], [Resp.OKAY])]
+    assert model.words["reram"][0] == 0 and model.words["aux"][0] == 5

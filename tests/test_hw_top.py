@@ -9,7 +9,7 @@ from amaranth.sim import Simulator
 from hw.isa import MATRIX_DESC, Op, command, encode
 from hw.memformats import TOKEN_ROW_BITS
 from hw.memmap import MemoryMap
-from hw.top.errors import TopError
+from hw.regmap import ErrorCode
 from hw.top.top import Top
 from sim.top_bench import run_top, token_words
 from sw.program.checks import ProgramError, check_command
@@ -50,7 +50,7 @@ def _run(lay, text, *, early_exit):
 
 def _check(run, golden, costs):
     assert run.mismatch is None, run.mismatch
-    assert run.status["error"] == TopError.NONE
+    assert run.status["error"] == ErrorCode.NONE
     # Every command the golden model executed ran and was compared, EMBED first.
     executed = golden.executed[0]
     assert executed[0] == 0 and run.commands[0][1] is Op.EMBED
@@ -125,28 +125,28 @@ _SFU = dict(keys=4, mask_addr=0, bias_in=0, bias_out=0, renorm=0)
 _ADD = dict(a_base=0, a_stride=1, b_base=2, b_stride=1, dst_base=4, dst_stride=1, rows=1,
             cols=1, bias_a=0, bias_b=0, bias_out=0)
 _ERRORS = [
-    ("illegal opcode", 15, None, TopError.ILLEGAL_OPCODE, 0),
-    ("reserved bit", 1 << 127, None, TopError.RESERVED_BITS, 0),
+    ("illegal opcode", 15, None, ErrorCode.ILLEGAL_OPCODE, 0),
+    ("reserved bit", 1 << 127, None, ErrorCode.RESERVED_BITS, 0),
     ("reserved bit of ADD", encode(command(Op.ADD, **_ADD)) | 1 << 120, None,
-     TopError.RESERVED_BITS, 0),
+     ErrorCode.RESERVED_BITS, 0),
     ("bias beyond the register", None, command(Op.ADD, **{**_ADD, "bias_out": 9}),
-     TopError.BAD_FIELD, 0),
-    ("zero rows", None, command(Op.SOFTMAX, **_mat(rows=0), **_SFU), TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
+    ("zero rows", None, command(Op.SOFTMAX, **_mat(rows=0), **_SFU), ErrorCode.BAD_FIELD, 0),
     ("keys beyond the row", None, command(Op.SOFTMAX, **_mat(), **{**_SFU, "keys": 5}),
-     TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
     ("aux address beyond aux", None, command(Op.SOFTMAX, **_mat(), **{**_SFU, "mask_addr": 16}),
-     TopError.BAD_FIELD, 0),
+     ErrorCode.BAD_FIELD, 0),
     ("source beyond act", None, command(Op.SOFTMAX, **_mat(x_base=31, cols=2), **_SFU),
-     TopError.OPERAND_RANGE, 0),
+     ErrorCode.OUT_OF_RANGE, 0),
     ("destination overlaps a source", None, command(Op.ADD, **{**_ADD, "dst_base": 2}),
-     TopError.OVERLAP, 0),
+     ErrorCode.OVERLAP, 0),
     ("empty descriptor", None, command(Op.MATMUL, x_base=0, x_stride=1, dst_base=8,
                                        dst_stride=1, rows=1, desc=1, bias_x=0, bias_w=0,
                                        bias_b=0, bias_out=0, relu=0, transpose=0),
-     TopError.EMPTY_DESC, 0),
+     ErrorCode.BAD_DESCRIPTOR, 0),
     ("EMBED destination beyond act", None, _embed(dst_base=31, cols=2),
-     TopError.OPERAND_RANGE, 0),
-    ("EMBED tokens beyond the rows", None, _embed(tokens=5), TopError.BAD_FIELD, 0),
+     ErrorCode.OUT_OF_RANGE, 0),
+    ("EMBED tokens beyond the rows", None, _embed(tokens=5), ErrorCode.BAD_FIELD, 0),
 ]
 
 
@@ -162,7 +162,8 @@ def test_errors_stop_with_a_code_and_the_pc():
         for addr in range(_MM.prog_words):
             ctx.set(dut.host_prog.valid, 1)
             ctx.set(dut.host_prog.payload, {"addr": addr,
-                                            "data": words[addr] if addr < len(words) else 0})
+                                            "data": words[addr] if addr < len(words) else 0,
+                                            "en": 0xFFFF})
             await ctx.tick()
         ctx.set(dut.host_prog.valid, 0)
         ctx.set(dut.start, 1)
@@ -176,7 +177,8 @@ def test_errors_stop_with_a_code_and_the_pc():
 
     async def put_aux(ctx, word, value):
         ctx.set(dut.host_aux.valid, 1)
-        ctx.set(dut.host_aux.payload, {"addr": word, "data": value})
+        ctx.set(dut.host_aux.payload, {"addr": word, "data": value,
+                                       "en": (1 << _MM.word_bytes("aux")) - 1})
         await ctx.tick()
         ctx.set(dut.host_aux.valid, 0)
 
@@ -187,7 +189,7 @@ def test_errors_stop_with_a_code_and_the_pc():
         # The host writes a tile word and reads it back while the top is idle.
         tile = int.from_bytes(bytes(range(1, 17)), "little")
         ctx.set(dut.host_act.valid, 1)
-        ctx.set(dut.host_act.payload, {"addr": 5, "data": tile})
+        ctx.set(dut.host_act.payload, {"addr": 5, "data": tile, "en": 0xFFFF})
         await ctx.tick()
         ctx.set(dut.host_act.valid, 0)
         ctx.set(dut.host_rd_en, 1)
@@ -198,7 +200,8 @@ def test_errors_stop_with_a_code_and_the_pc():
         # Descriptor 2: a 4 x 4 matrix whose masks (all zero) disagree with its nnz.
         ctx.set(dut.host_desc.valid, 1)
         ctx.set(dut.host_desc.payload, {"addr": 2, "data": MATRIX_DESC.pack(
-            {"mask_base": 0, "value_base": 0, "bias_base": 0, "k": 1, "cols": 1, "nnz": 5})})
+            {"mask_base": 0, "value_base": 0, "bias_base": 0, "k": 1, "cols": 1, "nnz": 5}),
+            "en": 0xFFFF})
         await ctx.tick()
         ctx.set(dut.host_desc.valid, 0)
         for _, word, cmd, _, _ in _ERRORS:
@@ -224,16 +227,16 @@ def test_errors_stop_with_a_code_and_the_pc():
     sim.run()
     assert results.pop(0), "the host read back another tile than it wrote"
     want = [(int(code), pc) for _, _, _, code, pc in _ERRORS]
-    want += [(TopError.UNIT_ERROR, 0), (TopError.NONE, 0), (TopError.UNIT_ERROR, 0),
-             (TopError.UNIT_ERROR, 0), (TopError.ILLEGAL_OPCODE, 1),
-             (TopError.PC_OVERFLOW, _MM.prog_words)]
+    want += [(ErrorCode.UNIT_ERROR, 0), (ErrorCode.NONE, 0), (ErrorCode.UNIT_ERROR, 0),
+             (ErrorCode.UNIT_ERROR, 0), (ErrorCode.ILLEGAL_OPCODE, 1),
+             (ErrorCode.PROGRAM_OVERRUN, _MM.prog_words)]
     assert results == want, [(e[0], r, w) for e, r, w in zip(_ERRORS, results, want,
                                                                strict=False)]
     # The golden checks refuse the same commands (the top is stricter on overlaps only in
     # interleaved layouts the compiler never makes: it compares word ranges).
     fmt = lay_out(build_tiny_image()[0]).fmt
     for what, _, cmd, code, _ in _ERRORS:
-        if cmd is None or code is TopError.EMPTY_DESC:
+        if cmd is None or code is ErrorCode.BAD_DESCRIPTOR:
             continue
         with pytest.raises(ProgramError):
             check_command(0, cmd, _MM, fmt)

@@ -2,7 +2,7 @@
 
 :func:`build_checks` compares every field with the memory map and the units' limits, as
 :func:`sw.program.checks.check_command` does, and returns the first failing
-:class:`~hw.top.errors.TopError` (``NONE`` if the command can run). Combinational, from the
+:class:`~hw.regmap.ErrorCode` (``NONE`` if the command can run). Combinational, from the
 command register and the descriptor read of the decode cycle. The destination / source overlap
 compares word *ranges* (first to last word of each operand), which refuses interleaved operands
 too; the compiler never makes those.
@@ -11,8 +11,8 @@ too; the compiler never makes those.
 from amaranth.hdl import Cat, Mux, Signal
 
 from hw.isa import Op
+from hw.regmap import ERROR_BITS, ErrorCode
 from hw.top.decode import reserved
-from hw.top.errors import ERROR_BITS, TopError
 
 __all__ = ["build_checks"]
 
@@ -28,8 +28,8 @@ def build_checks(m, *, cmd, op, F, D, desc_word, memmap, fmt, limits):
     is_op = {o: op == o for o in Op}
     act_words, aux_words = mm.act_words, mm.aux_words
     code = Signal(ERROR_BITS)
-    checks = [(op > max(Op), TopError.ILLEGAL_OPCODE)]
-    checks += [(is_op[o] & reserved(cmd, o), TopError.RESERVED_BITS) for o in Op]
+    checks = [(op > max(Op), ErrorCode.ILLEGAL_OPCODE)]
+    checks += [(is_op[o] & reserved(cmd, o), ErrorCode.RESERVED_BITS) for o in Op]
     wb = mm.word_bytes("aux")
     for o in Op:
         f, bad = F[o], []
@@ -54,8 +54,8 @@ def build_checks(m, *, cmd, op, F, D, desc_word, memmap, fmt, limits):
             bad += [f["bins"] == 0, f["bins"] > min(limits["dvfs_bins"], wb), f["layer"] == 0,
                     f["layer"] > limits["max_layers"]]
         if bad:
-            checks.append((is_op[o] & Cat(*bad).any(), TopError.BAD_FIELD))
-    checks.append((is_op[Op.MATMUL] & (desc_word == 0), TopError.EMPTY_DESC))
+            checks.append((is_op[o] & Cat(*bad).any(), ErrorCode.BAD_FIELD))
+    checks.append((is_op[Op.MATMUL] & (desc_word == 0), ErrorCode.BAD_DESCRIPTOR))
 
     def extent(base, stride, rows, cols):
         return base, base + (rows - 1) * stride + cols - 1
@@ -90,8 +90,8 @@ def build_checks(m, *, cmd, op, F, D, desc_word, memmap, fmt, limits):
             overlap_bad.append(is_op[o] & Cat(*((dlo <= hi) & (lo <= dhi)
                                                 for lo, hi in spans)).any())
     range_bad.append(is_op[Op.ENTROPY] & (F[Op.ENTROPY]["x_base"] + ent_beats > act_words))
-    checks.append((Cat(*range_bad).any(), TopError.OPERAND_RANGE))
-    checks.append((Cat(*overlap_bad).any(), TopError.OVERLAP))
+    checks.append((Cat(*range_bad).any(), ErrorCode.OUT_OF_RANGE))
+    checks.append((Cat(*overlap_bad).any(), ErrorCode.OVERLAP))
     for cond, c in reversed(checks):
         with m.If(cond):
             m.d.comb += code.eq(c)

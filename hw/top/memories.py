@@ -10,10 +10,13 @@
 
 The weight memories are the matrix engine's own buffers (written through its ``m_w``,
 ``v_w`` and ``b_w`` streams). Every memory has a host write port (``valid``, ``addr``,
-``data``) that the bus loader drives while the sequencer is idle; ``init`` images (for tests
-and memory-init files) come from :func:`word_images`. The ReRAM store
-(:class:`hw.reram.ReramStore`) has its own write port, driven by the top's ``host_reram``
-(:func:`host_layouts` gives its payload too).
+``data``, ``en``) that the bus loader drives while the sequencer is idle: ``en`` has one bit
+per byte of the word (per code of an act word: byte ``i * n + j`` is code ``j`` of bank
+``i``), so the AXI4 slave's 32-bit lanes with byte strobes go straight into the word, in any
+order, without a read-modify-write. ``init`` images (for tests and memory-init files) come
+from :func:`word_images`. The ReRAM store (:class:`hw.reram.ReramStore`) has its own write
+port, driven by the top's ``host_reram`` (whole words, ``{addr, data}``; :func:`host_layouts`
+gives its payload too).
 """
 
 from types import SimpleNamespace
@@ -28,12 +31,17 @@ __all__ = ["host_layouts", "make_memories", "build_memories", "word_images"]
 
 
 def host_layouts(memmap: MemoryMap, nb):
-    """Payload layouts of the host write ports: ``{memory: StructLayout(addr, data)}``."""
+    """Payload layouts of the host write ports: ``{memory: StructLayout(addr, data, en)}``;
+    ``en`` has a bit per byte (act: per code)."""
     n = memmap.n
-    widths = {"act": n * n * nb, "aux": 8 * memmap.word_bytes("aux"), "desc": 128,
-              "prog": 128, "reram": 8 * memmap.reram_word_bytes}
-    return {m: data.StructLayout({"addr": range(memmap.depth(m)), "data": w})
-            for m, w in widths.items()}
+    widths = {"act": (n * n * nb, n * n), "aux": (8 * memmap.word_bytes("aux"),
+                                                   memmap.word_bytes("aux")),
+              "desc": (128, 16), "prog": (128, 16)}
+    out = {m: data.StructLayout({"addr": range(memmap.depth(m)), "data": w, "en": e})
+           for m, (w, e) in widths.items()}
+    out["reram"] = data.StructLayout({"addr": range(memmap.depth("reram")),
+                                      "data": 8 * memmap.reram_word_bytes})
+    return out
 
 
 def word_images(memmap: MemoryMap, images, act=None):
@@ -95,10 +103,11 @@ def build_memories(m, memmap: MemoryMap, nb, host, busy, memories):
     # Host writes: the sequencer's write port of act, a dedicated one elsewhere (the sequencer
     # never writes aux, desc or prog).
     for name, mem in mems.items():
-        wp = mem.write_port()
+        wp = mem.write_port(granularity=8)
         port = host[name]
         m.d.comb += [port.ready.eq(~busy), wp.addr.eq(port.payload.addr),
-                     wp.data.eq(port.payload.data), wp.en.eq(port.valid & ~busy)]
+                     wp.data.eq(port.payload.data),
+                     wp.en.eq(Mux(port.valid & ~busy, port.payload.en, 0))]
     # act: the host's tile writes go through the sequencer's port while it is idle.
     port = host["act"]
     m.d.comb += port.ready.eq(~busy)
@@ -106,5 +115,5 @@ def build_memories(m, memmap: MemoryMap, nb, host, busy, memories):
         for i, wp in enumerate(ns.act_w):
             m.d.comb += [wp.addr.eq(port.payload.addr),
                          wp.data.eq(port.payload.data[i * n * nb:(i + 1) * n * nb]),
-                         wp.en.eq(Mux(port.valid, (1 << n) - 1, 0))]
+                         wp.en.eq(Mux(port.valid, port.payload.en[i * n:(i + 1) * n], 0))]
     return ns

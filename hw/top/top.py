@@ -2,7 +2,7 @@
 
 The sequencer fetches a command word (``prog``), decodes it (:mod:`hw.top.decode`, generated
 from :data:`hw.isa.LAYOUTS`), reads the matrix descriptor, checks the command
-(:class:`~hw.top.errors.TopError`) and runs it on the units:
+(:class:`~hw.regmap.ErrorCode`) and runs it on the units:
 
 * ``MATMUL``: copy X from act into the engine's X banks (one bank word per cycle), run the
   engine on the descriptor's masks, values and bias (its base registers), copy Y back into act
@@ -44,13 +44,13 @@ from hw.matmul.engine import payload_layouts
 from hw.memformats import MASK_BYTES, TOKEN_ROW_BITS
 from hw.memmap import MemoryMap
 from hw.registry import register_block
+from hw.regmap import ERROR_BITS, ErrorCode
 from hw.reram import ReramStore
 from hw.residual import ResidualAdd
 from hw.sfu_tables import EPS_BITS, H_BITS, SPAN_MASK_FRAC
 from hw.softmax import Softmax
 from hw.top.checks import build_checks
 from hw.top.decode import desc_fields, embed_desc_fields, fields
-from hw.top.errors import ERROR_BITS, TopError
 from hw.top.memories import build_memories, host_layouts, make_memories
 
 __all__ = ["Top", "build_top"]
@@ -94,9 +94,13 @@ class Top(wiring.Component):
     Attributes
     ----------
     start : in, starts the program at ``start_pc`` (while idle).
+    step_en, step : in, single-step: with ``step_en`` the sequencer pauses after every command
+        that does not end the program (``paused``), until ``step`` pulses.
+    paused : out, paused after a command (``busy`` stays high; the host may read act).
+    pc : out, the command executing, or the next one.
     done : out, one-cycle pulse when the program stops (END, an exit taken, an error).
     busy : out.
-    error, error_pc : out, :class:`~hw.top.errors.TopError` and the command it stopped at.
+    error, error_pc : out, :class:`~hw.regmap.ErrorCode` and the command it stopped at.
     exit, exit_layer : out, an ENTROPY with ``stop`` took the exit; the exit layer (the last
         ENTROPY's layer when the program ends at END).
     entropy, entropy_exit : out, the last ENTROPY's H and flag.
@@ -115,10 +119,11 @@ class Top(wiring.Component):
         the ReRAM store (``lay.config["vocab_size"]``, ``["type_vocab"]``, ``["max_len"]``):
         EMBED stops with ``UNIT_ERROR`` on a token row or segment beyond them, or more tokens
         than position rows.
-    host_act, host_aux, host_desc, host_prog, host_reram : in, host write streams {addr,
-        data} (``host_reram``: a ReRAM word, byte 0 in the low bits).
+    host_act, host_aux, host_desc, host_prog : in, host write streams {addr, data, en}
+        (``en``: one bit per byte of the word, per code of act).
+    host_reram : in, host write stream {addr, data} (a ReRAM word, byte 0 in the low bits).
     host_wmask, host_wval, host_wbias : in, the engine's m_w / v_w / b_w streams.
-    host_rd_en, host_rd_addr, host_rd_data : the host's act reads while idle (a tile word,
+    host_rd_en, host_rd_addr, host_rd_data : the host's act reads while idle or paused (a tile word,
         bank i in bits ``i * n * N``, the cycle after the address).
     """
 
@@ -149,6 +154,8 @@ class Top(wiring.Component):
         cnt = COUNTER_BITS
         super().__init__({
             "start": In(1), "start_pc": In(range(memmap.prog_words)),
+            "step_en": In(1), "step": In(1), "paused": Out(1),
+            "pc": Out(range(memmap.prog_words + 1)),
             "done": Out(1), "busy": Out(1),
             "error": Out(ERROR_BITS), "error_pc": Out(range(memmap.prog_words + 1)),
             "exit": Out(1), "exit_layer": Out(8),
@@ -199,8 +206,9 @@ class Top(wiring.Component):
         store = m.submodules.reram = self._reram
         wiring.connect(m, emb.reram, store.rd)
         dv = m.submodules.dvfs = DvfsController(bins=self._bins)
-        busy = Signal()
-        m.d.comb += self.busy.eq(busy)
+        busy, paused = Signal(), Signal()
+        running = busy & ~paused
+        m.d.comb += [self.busy.eq(busy), self.paused.eq(paused)]
         mem = build_memories(m, mm, nb, {k: getattr(self, f"host_{k}") for k in
                                          ("act", "aux", "desc", "prog")}, busy, self._mems)
         hr = self.host_reram
@@ -219,14 +227,16 @@ class Top(wiring.Component):
         # Read ports are enabled (and hold their data) only where the sequencer says so.
         for p in (*mem.act_a, *mem.act_b, mem.aux_a, mem.aux_b, mem.desc_rd, mem.prog_rd):
             m.d.comb += p.en.eq(0)
-        # The host reads act tile words while the top is idle (data a cycle after the address).
-        with m.If(~busy):
+        # The host reads act tile words while the top is idle or paused (data a cycle after the
+        # address).
+        with m.If(~running):
             for p in mem.act_a:
                 m.d.comb += [p.addr.eq(self.host_rd_addr), p.en.eq(self.host_rd_en)]
         m.d.comb += self.host_rd_data.eq(Cat(p.data for p in mem.act_a))
 
         # ---- command register and decoding --------------------------------------------------
         pc = Signal(range(mm.prog_words + 1))
+        m.d.comb += self.pc.eq(pc)
         cmd = Signal(128)
         op = Signal(4)
         m.d.comb += op.eq(cmd[:4])
@@ -246,7 +256,7 @@ class Top(wiring.Component):
         c_mac, c_skip, c_stall = (Signal(COUNTER_BITS, name=nm) for nm in
                                   ("c_mac", "c_skip", "c_stall"))
         m.d.sync += [self.done.eq(0), self.cmd_done.eq(0)]
-        with m.If(busy):
+        with m.If(running):
             m.d.sync += [cyc.eq(cyc + 1), self.total_cycles.eq(self.total_cycles + 1)]
         act_r = Signal(2)
         act_wr = Signal()
@@ -262,7 +272,7 @@ class Top(wiring.Component):
                      self.total_prog_reads.eq(self.total_prog_reads + mem.prog_rd.en),
                      self.total_desc_reads.eq(self.total_desc_reads + mem.desc_rd.en),
                      c_ar.eq(c_ar + act_r), c_aw.eq(c_aw + act_wr), c_xr.eq(c_xr + aux_r)]
-        m.d.comb += [act_r.eq(Mux(busy, mem.act_a[0].en + mem.act_b[0].en, 0)),
+        m.d.comb += [act_r.eq(Mux(running, mem.act_a[0].en + mem.act_b[0].en, 0)),
                      act_wr.eq(Cat(wp.en for wp in mem.act_w).any() & busy),
                      aux_r.eq(mem.aux_a.en + mem.aux_b.en)]
         ent_rec = Array(Signal(H_BITS, name=f"ent{i}") for i in range(self._layers))
@@ -284,7 +294,10 @@ class Top(wiring.Component):
                 m.d.sync += self.done.eq(1)
                 m.next = "IDLE"
             else:
-                m.next = "FETCH"
+                with m.If(self.step_en):
+                    m.next = "PAUSED"
+                with m.Else():
+                    m.next = "FETCH"
 
         # ---- tile walker: MATMUL copies (X, W into the engine; Y back into act) ------------
         cur, obase = Signal(18), Signal(18)
@@ -416,7 +429,10 @@ class Top(wiring.Component):
         m.d.comb += dv.active.eq(dv_bins)
 
         # ---- the sequencer ----------------------------------------------------------------------
-        with m.FSM():
+        with m.FSM(init="IDLE") as fsm:
+            with m.State("PAUSED"):
+                with m.If(self.step):
+                    m.next = "FETCH"
             with m.State("IDLE"):
                 with m.If(self.start):
                     m.d.sync += [pc.eq(self.start_pc), self.error.eq(0), self.error_pc.eq(0),
@@ -428,7 +444,7 @@ class Top(wiring.Component):
                 m.d.sync += [cyc.eq(1), c_mac.eq(0), c_skip.eq(0), c_stall.eq(0), c_ar.eq(0),
                              c_aw.eq(0), c_xr.eq(0), c_rr.eq(0)]
                 with m.If(pc >= mm.prog_words):
-                    m.d.sync += [self.error.eq(TopError.PC_OVERFLOW), self.error_pc.eq(pc),
+                    m.d.sync += [self.error.eq(ErrorCode.PROGRAM_OVERRUN), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]
                     m.next = "IDLE"
                 with m.Else():
@@ -443,7 +459,7 @@ class Top(wiring.Component):
                              mem.desc_rd.en.eq(1)]
                 m.next = "CHECK"
             with m.State("CHECK"):
-                with m.If(code != TopError.NONE):
+                with m.If(code != ErrorCode.NONE):
                     m.d.sync += [self.error.eq(code), self.error_pc.eq(pc), self.done.eq(1),
                                  busy.eq(0)]
                     m.next = "IDLE"
@@ -526,7 +542,7 @@ class Top(wiring.Component):
             with m.State("EWAIT"):
                 with m.If(eng.done):
                     with m.If(eng.err.as_value() != 0):
-                        m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                        m.d.sync += [self.error.eq(ErrorCode.UNIT_ERROR), self.error_pc.eq(pc),
                                      self.done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
                     with m.Else():
@@ -603,7 +619,7 @@ class Top(wiring.Component):
                     with m.Else():
                         finish()
                 with m.If(unit_error):
-                    m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                    m.d.sync += [self.error.eq(ErrorCode.UNIT_ERROR), self.error_pc.eq(pc),
                                  self.done.eq(1), busy.eq(0)]
                     m.next = "IDLE"
 
@@ -619,7 +635,7 @@ class Top(wiring.Component):
                                      wp.en.eq(Mux(tag.row[:ln] == i, (1 << n) - 1, 0))]
                 with m.If(emb.done):
                     with m.If(emb.error):
-                        m.d.sync += [self.error.eq(TopError.UNIT_ERROR), self.error_pc.eq(pc),
+                        m.d.sync += [self.error.eq(ErrorCode.UNIT_ERROR), self.error_pc.eq(pc),
                                      self.done.eq(1), busy.eq(0)]
                         m.next = "IDLE"
                     with m.Else():
@@ -656,6 +672,8 @@ class Top(wiring.Component):
                              self.dvfs_layer.eq(dv_layers.word_select(st.bin, 8)),
                              self.vcode.eq(st.vcode), self.fcode.eq(st.fcode)]
                 finish()
+
+        m.d.comb += paused.eq(fsm.ongoing("PAUSED"))
 
         # Y write-back: response of the request made a cycle earlier.
         m.d.sync += [yd_valid.eq(eng.y_req.valid & eng.y_req.ready), yd_j.eq(jj),
