@@ -116,3 +116,78 @@ def test_golden_vs_float_v2(tiny_v2):
 def test_memmap_for_keeps_the_default_when_the_image_fits(tiny_v2):
     img, _ = tiny_v2
     assert memmap_for(img) == MemoryMap(n=img.hw.n)
+
+
+def _wide_image():
+    """A random, calibrated student wider than the default memories hold (H = 64, FFN 512 at
+    n = 4: 91k weights against 65,536 value bytes), mean-pooled, one LayerNorm per layer."""
+    import math
+
+    from sw.export import build_image
+    from sw.image import HwParams
+    from sw.student import Student, StudentConfig
+    from sw.tiny_image import TINY_SENTENCES
+    from sw.tokenizer import WordPiece
+    from sw.train import calibrate
+
+    tok = WordPiece(max_len=16)
+    batch = tok.encode(list(TINY_SENTENCES), pad_to="longest")
+    kept = torch.unique(torch.cat([batch.input_ids.flatten(), torch.tensor([tok.unk_id])]))
+    c = StudentConfig(vocab_size=len(kept), emb_dim=16, hidden=64, heads=2, ffn=512, layers=2,
+                      max_len=16, span_ramp=4, tokenizer_vocab=tok.vocab_size,
+                      unk_id=tok.unk_id, dropout=0.0, ln_per_layer=True, pooling="mean")
+    torch.manual_seed(0)
+    m = Student(c)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.normal_(0, 0.3)
+        for ln in m.layer_norms().values():
+            ln.weight.fill_(1.0)
+        vmap = torch.full((c.tokenizer_vocab,), int((kept == tok.unk_id).nonzero()[0, 0]))
+        vmap[kept] = torch.arange(len(kept))
+        m.vocab_map.copy_(vmap)
+    m.quant.weights = True
+    method = calibrate(m, batch)
+    m.quant.acts = True
+    m.eval()
+    metrics = {"threshold": 0.3, "predictor": {"edges": torch.linspace(0, math.log(2), 3).tolist(),
+                                               "layers": [1, 2]},
+               "dvfs": {"codes": [(0, 0), (3, 3)], "mhz": [250, 500, 750, 1000],
+                        "mv": [500, 600, 700, 800]},
+               "dev": {"accuracy_all_layers": 0.0, "accuracy_early_exit": 0.0,
+                       "avg_layers": 2.0, "accuracy_float": 0.0},
+               "calibration": method, "sparsity": m.sparsity()}
+    return build_image(m, metrics, hw=HwParams(n=4)), m, tok
+
+
+def test_memmap_for_deepens_what_the_image_overflows():
+    from sw.program.layout import FitError
+
+    img, model, tok = _wide_image()
+    default = MemoryMap(n=4)
+    with pytest.raises(FitError, match="does not fit the wmask memory"):
+        lay_out(img, default)
+    mm = memmap_for(img)
+    # 64x64 x 4 + 64x512 x 2 + pooler 64x64 x 2 + emb_proj 16x64 codes (dense): n = 4 per word.
+    need_values = (4 * 64 * 64 + 2 * 64 * 512 + 2 * 64 * 64 + 16 * 64) // 4
+    assert mm.wval_words >= need_values and mm.wval_words & (mm.wval_words - 1) == 0
+    assert mm.wval_words < 2 * (need_values + 1024)     # the next power of two, not more
+    # A mask word holds n masks of n codes: at least need_values / n words.
+    assert mm.wmask_words >= need_values // 4 > default.wmask_words
+    assert (mm.reram_bytes, mm.desc_words) == (default.reram_bytes, default.desc_words)
+    lay = lay_out(img)
+    assert lay.memmap == mm
+    # The whole program runs, and its labels are the float student's on these sentences.
+    from sw.tiny_image import TINY_SENTENCES
+
+    enc, _ = encode_texts(lay, list(TINY_SENTENCES))
+    ex = GoldenExecutor(lay)
+    agree = 0
+    for e in enc:
+        prog = compile_program(lay, e.length, early_exit=False)
+        r = ex.run(prog.program_bytes(), e.rows[None], e.segments[None])
+        ids = torch.tensor([e.ids])
+        with torch.no_grad():
+            logits = model_from_image(img)(ids, torch.ones_like(ids), e.segments[None])
+        agree += int(int(logits[-1].argmax(-1)) == int(r.label[0]))
+    assert agree == len(enc)
