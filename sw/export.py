@@ -13,9 +13,9 @@ import numpy as np
 import torch
 
 from sw.adaptivfloat import decode, encode
-from sw.image import HwParams, WeightImage
+from sw.image import V2_KEYS, HwParams, WeightImage, version_for
 from sw.sparse import PackedWeights, pack_bitmask, unpack_bitmask
-from sw.student import ACT_SITES, EMB_SITES, Student, StudentConfig
+from sw.student import EMB_SITES, Student, StudentConfig, act_sites
 from sw.tokenizer import default_model_dir
 
 __all__ = ["build_image", "model_from_image", "FIXED_FRAC_BITS", "vocab_digest"]
@@ -61,6 +61,16 @@ def _fixed(x):
     return np.array([round(v * (1 << FIXED_FRAC_BITS)) for v in x], dtype=np.uint32)
 
 
+def _config_meta(c, version):
+    """The student config as the image records it: version-1 images (no version-2 feature
+    used) leave the version-2 keys out, as version-1 writers did."""
+    d = c.to_dict()
+    if version == 1:
+        for k in V2_KEYS:
+            d.pop(k)
+    return d
+
+
 @torch.no_grad()
 def build_image(model: Student, metrics: dict, *, hw: HwParams | None = None):
     """The weight image of a trained, calibrated student (``metrics`` from training)."""
@@ -76,6 +86,7 @@ def build_image(model: Student, metrics: dict, *, hw: HwParams | None = None):
     img = WeightImage(hw, {k: getattr(c, k) for k in (
         "vocab_size", "tokenizer_vocab", "emb_dim", "hidden", "heads", "ffn", "layers",
         "max_len", "n_labels")})
+    img.version = version_for(c.to_dict())
     biases = {}
 
     def codes_of(x, name):
@@ -144,10 +155,10 @@ def build_image(model: Student, metrics: dict, *, hw: HwParams | None = None):
 
     dev = metrics["dev"]
     img.meta = {
-        "student_config": c.to_dict(),
+        "student_config": _config_meta(c, img.version),
         "linears": shapes,
         "biases": biases,
-        "act_sites": list(ACT_SITES),
+        "act_sites": list(act_sites(c)),
         "emb_sites": list(EMB_SITES),
         "calibration": metrics["calibration"],
         "attention_scale_folded": True,

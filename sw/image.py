@@ -34,12 +34,20 @@ from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
 from hw.matmul.config import check_vector_width
 
-__all__ = ["MAGIC", "VERSION", "SECTIONS", "FORMATS", "HwParams", "Tensor", "WeightImage",
-           "write_image", "read_image", "image_bytes", "parse_image", "export_hex",
-           "ImageError"]
+__all__ = ["MAGIC", "VERSION", "READ_VERSIONS", "V2_KEYS", "version_for", "SECTIONS", "FORMATS",
+           "HwParams", "Tensor", "WeightImage", "write_image", "read_image", "image_bytes",
+           "parse_image", "export_hex", "ImageError"]
 
 MAGIC = b"EDGEBERT"
-VERSION = 1
+# Version 2 adds students with one LayerNorm pair per application of the shared layer
+# (tensors ln1.<i>.*, ln2.<i>.*) and mean pooling (activation site "mean"), declared in
+# meta.student_config as ln_per_layer and pooling. An image is written with the lowest version
+# that carries its model (version_for), so version-1 images stay byte-identical; the reader
+# reads both and refuses a version-1 image that declares version-2 features, or a version-2
+# image that does not declare them.
+VERSION = 2
+READ_VERSIONS = (1, 2)
+V2_KEYS = {"ln_per_layer": False, "pooling": "cls"}
 SECTIONS = ("reram", "sram", "aux")
 # Tensor formats: raw integers, dense AdaptivFloat codes, and the three bitmask parts.
 FORMATS = ("raw", "af", "bitmask.masks", "bitmask.values", "bitmask.offsets")
@@ -109,14 +117,34 @@ def _dtype_name(dtype):
     raise ValueError(f"tensor dtype must be one of {DTYPES}, not {dtype}")
 
 
+def version_for(student_config):
+    """The lowest format version that carries a student with config dict ``student_config``."""
+    c = student_config or {}
+    return 2 if any(c.get(k, v) != v for k, v in V2_KEYS.items()) else 1
+
+
+def _check_version(version, meta, what):
+    c = meta.get("student_config")
+    if c is None:
+        return
+    if version == 1 and version_for(c) != 1:
+        raise ImageError(f"{what} is a version-1 image whose student uses version-2 features "
+                         f"({ {k: c[k] for k in V2_KEYS if k in c} }); it cannot be read safely")
+    if version >= 2 and any(k not in c for k in V2_KEYS):
+        raise ImageError(f"{what} is a version-{version} image whose student configuration does "
+                         f"not declare {sorted(k for k in V2_KEYS if k not in c)}")
+
+
 @dataclass
 class WeightImage:
-    """Parsed contents: hardware and model parameters, tensors (in file order), metadata."""
+    """Parsed contents: hardware and model parameters, tensors (in file order), metadata.
+    ``version`` is the format version it is written with (:func:`version_for` the student)."""
 
     hw: HwParams
     model: dict
     tensors: dict = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    version: int = 1
 
     def add(self, name, section, fmt, array, bias=None):
         if name in self.tensors:
@@ -189,7 +217,10 @@ def image_bytes(img: WeightImage) -> bytes:
         pos += length
     f = img.hw.fmt
     m = img.model
-    head = _HEAD.pack(MAGIC, VERSION, HEADER_BYTES, ENTRY_BYTES,
+    if img.version not in READ_VERSIONS:
+        raise ValueError(f"image version must be one of {READ_VERSIONS}, not {img.version!r}")
+    _check_version(img.version, img.meta, "the image")
+    head = _HEAD.pack(MAGIC, img.version, HEADER_BYTES, ENTRY_BYTES,
                       img.hw.n, f.n_bits, f.exp_bits, f.offset, f.bias_bits,
                       *(m[k] for k in _MODEL_KEYS),
                       len(img.tensors), table_off, meta_off, len(meta), *sections,
@@ -213,9 +244,9 @@ def parse_image(data: bytes, *, hw: HwParams | None = None, what="image") -> Wei
         raise ImageError(f"{what} is not an EdgeBERT weight image (magic {data[:8]!r}, "
                          f"expected {MAGIC!r})")
     version = struct.unpack_from("<H", data, 8)[0]
-    if version != VERSION:
-        raise ImageError(f"{what} has format version {version}; this reader reads version "
-                         f"{VERSION} only")
+    if version not in READ_VERSIONS:
+        raise ImageError(f"{what} has format version {version}; this reader reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))} only")
     head = data[:_HEAD.size]
     (crc_head,) = struct.unpack_from("<I", data, _HEAD.size)
     if zlib.crc32(head) != crc_head:
@@ -244,7 +275,8 @@ def parse_image(data: bytes, *, hw: HwParams | None = None, what="image") -> Wei
         raise ImageError(f"{what} was built for other hardware ({img_hw.describe()}); this "
                          f"hardware has {hw.describe()}")
     meta = json.loads(data[meta_off:meta_off + meta_len].decode())
-    img = WeightImage(img_hw, model, meta=meta)
+    _check_version(version, meta, what)
+    img = WeightImage(img_hw, model, meta=meta, version=version)
     for i in range(n_tensors):
         (name, s, f, bias, dt, *rest) = _ENTRY.unpack_from(data, table_off + i * ENTRY_BYTES)
         shape4, off, nbytes = rest[:4], rest[4], rest[5]

@@ -26,14 +26,21 @@ from hw.checks import check_count
 from hw.layouts import DEFAULT_AF, AFFormat
 from sw.adaptivfloat import fake_quantize, weight_bias
 
-__all__ = ["StudentConfig", "Student", "ACT_SITES", "EMB_SITES", "entropy", "early_exit",
-           "MaskedLinear"]
+__all__ = ["StudentConfig", "Student", "ACT_SITES", "EMB_SITES", "POOLINGS", "act_sites",
+           "entropy", "early_exit", "MaskedLinear"]
 
 # Activation sites that the accelerator requantizes, inside each layer (one bias per layer)...
 ACT_SITES = ("q", "k", "v", "scores", "probs", "ctx", "attn_out", "res1", "ln1", "ffn1",
              "ffn2", "res2", "ln2", "pool", "logits")
 # ... and in the embedding stage (one bias each).
 EMB_SITES = ("emb_sum", "emb_ln", "emb_proj")
+# Mean pooling adds one site after ACT_SITES: the mean of the real tokens' states.
+POOLINGS = ("cls", "mean")
+
+
+def act_sites(config):
+    """The per-layer activation sites of a student with ``config``."""
+    return ACT_SITES + (("mean",) if config.pooling == "mean" else ())
 
 
 @dataclass
@@ -58,6 +65,11 @@ class StudentConfig:
     span_renorm: bool = True
     tokenizer_vocab: int = 30522
     unk_id: int = 100
+    # One pair of LayerNorms per application of the shared layer (a few thousand aux values)
+    # instead of one pair for all; "mean" pools the mean of the real tokens' states into the
+    # off-ramps instead of the [CLS] state.
+    ln_per_layer: bool = False
+    pooling: str = "cls"
 
     def __post_init__(self):
         for f in ("vocab_size", "emb_dim", "hidden", "heads", "ffn", "layers", "max_len",
@@ -75,6 +87,10 @@ class StudentConfig:
         if self.span_ramp > self.max_len:
             raise ValueError(f"span_ramp must be at most max_len ({self.max_len}), "
                              f"not {self.span_ramp}")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, not {self.pooling!r}")
+        if not isinstance(self.ln_per_layer, bool):
+            raise ValueError(f"ln_per_layer must be true or false, not {self.ln_per_layer!r}")
         if not 0 <= self.unk_id < self.tokenizer_vocab:
             raise ValueError(f"unk_id must be a tokenizer id, not {self.unk_id!r}")
 
@@ -170,18 +186,24 @@ def _sample_abs(x, n=4096):
 class _ActQuant(nn.Module):
     """Activation sites: running max (for QAT) and calibrated biases, one per site and layer."""
 
-    def __init__(self, quant, n_layers):
+    def __init__(self, quant, n_layers, sites=ACT_SITES):
         super().__init__()
         self.quant = quant
-        self.register_buffer("layer_max", torch.zeros(len(ACT_SITES), n_layers))
+        self.register_buffer("layer_max", torch.zeros(len(sites), n_layers))
         self.register_buffer("emb_max", torch.zeros(len(EMB_SITES)))
-        self.register_buffer("layer_bias", torch.full((len(ACT_SITES), n_layers), -1,
+        self.register_buffer("layer_bias", torch.full((len(sites), n_layers), -1,
                                                       dtype=torch.int64))
         self.register_buffer("emb_bias", torch.full((len(EMB_SITES),), -1, dtype=torch.int64))
         self.observe = False
         self.collect = None
-        self.site_index = {s: i for i, s in enumerate(ACT_SITES)}
+        self.site_index = {s: i for i, s in enumerate(sites)}
         self.emb_index = {s: i for i, s in enumerate(EMB_SITES)}
+
+    def bias(self, site, layer):
+        """The bias layer-site ``site`` quantizes with now (calibrated, else the running max's)."""
+        i = self.site_index[site]
+        b = int(self.layer_bias[i, layer])
+        return b if b >= 0 else weight_bias(self.layer_max[i, layer].reshape(1), self.quant.fmt)
 
     def forward(self, x, site, layer=None):
         if layer is None:
@@ -227,10 +249,12 @@ class Student(nn.Module):
         self.wk = MaskedLinear(c.hidden, c.hidden, q, "wk")
         self.wv = MaskedLinear(c.hidden, c.hidden, q, "wv")
         self.wo = MaskedLinear(c.hidden, c.hidden, q, "wo")
-        self.ln1 = nn.LayerNorm(c.hidden, eps=c.ln_eps)
+        # Parameter order as before (tiny images draw their random weights in this order).
+        # ln_per_layer: one LayerNorm per application, names ln1.<i>, ln2.<i> (image likewise).
+        self.ln1 = self._lns(c)
         self.ff1 = MaskedLinear(c.hidden, c.ffn, q, "ff1")
         self.ff2 = MaskedLinear(c.ffn, c.hidden, q, "ff2")
-        self.ln2 = nn.LayerNorm(c.hidden, eps=c.ln_eps)
+        self.ln2 = self._lns(c)
         # Span per head as a fraction of max_len (z = frac * max_len), so that the optimizer's
         # step size means the same for spans as for weights (Sukhbaatar et al. 2019).
         self.span_frac = nn.Parameter(torch.ones(c.heads))
@@ -238,13 +262,19 @@ class Student(nn.Module):
                                     for i in range(c.layers))
         self.classifier = nn.ModuleList(MaskedLinear(c.hidden, c.n_labels, q, f"classifier.{i}")
                                         for i in range(c.layers))
-        self.act_q = _ActQuant(q, c.layers)
+        self.act_q = _ActQuant(q, c.layers, act_sites(c))
         self.drop = nn.Dropout(c.dropout)
         # Tokenizer id -> row of the (possibly pruned) token table.
         vmap = torch.arange(c.tokenizer_vocab) if c.vocab_size == c.tokenizer_vocab else \
             torch.full((c.tokenizer_vocab,), c.unk_id)
         self.register_buffer("vocab_map", vmap)
         self.apply(self._init)
+
+    @staticmethod
+    def _lns(c):
+        if c.ln_per_layer:
+            return nn.ModuleList(nn.LayerNorm(c.hidden, eps=c.ln_eps) for _ in range(c.layers))
+        return nn.LayerNorm(c.hidden, eps=c.ln_eps)
 
     @staticmethod
     def _init(m):
@@ -269,7 +299,18 @@ class Student(nn.Module):
         return d
 
     def layer_norms(self):
-        return {"emb_ln": self.emb_ln, "ln1": self.ln1, "ln2": self.ln2}
+        """Every LayerNorm by name: ``emb_ln``, then ``ln1``/``ln2`` (shared) or
+        ``ln1.<i>``/``ln2.<i>`` (one per application, ``ln_per_layer``)."""
+        if not self.config.ln_per_layer:
+            return {"emb_ln": self.emb_ln, "ln1": self.ln1, "ln2": self.ln2}
+        d = {"emb_ln": self.emb_ln}
+        for part in ("ln1", "ln2"):
+            d.update({f"{part}.{i}": m for i, m in enumerate(getattr(self, part))})
+        return d
+
+    def ln_name(self, part, i):
+        """The name of LayerNorm ``part`` (``ln1``/``ln2``) used by application ``i``."""
+        return f"{part}.{i}" if self.config.ln_per_layer else part
 
     def word_rows(self, rows):
         """Rows of the masked (and quantized) token table; only the gathered rows are
@@ -284,7 +325,7 @@ class Student(nn.Module):
         return self.quant.q(getattr(self, name).weight, name)
 
     def _ln(self, name, x):
-        ln = getattr(self, name)
+        ln = self.emb_ln if name == "emb_ln" else self.layer_norms()[name]
         g = self.quant.q(ln.weight, f"{name}.weight")
         b = self.quant.q(ln.bias, f"{name}.bias")
         return F.layer_norm(x, ln.normalized_shape, g, b, ln.eps)
@@ -340,19 +381,32 @@ class Student(nn.Module):
         ctx = a(ctx, "ctx", i)
         h = a(self.wo(ctx), "attn_out", i)
         x = a(x + self.drop(h), "res1", i)
-        x = a(self._ln("ln1", x), "ln1", i)
+        x = a(self._ln(self.ln_name("ln1", i), x), "ln1", i)
         f = self.ff1(x)
         f = F.relu(f) if c.act == "relu" else F.gelu(f)
         f = a(f, "ffn1", i)
         f = a(self.ff2(self.drop(f)), "ffn2", i)
         x = a(x + self.drop(f), "res2", i)
-        x = a(self._ln("ln2", x), "ln2", i)
+        x = a(self._ln(self.ln_name("ln2", i), x), "ln2", i)
         return (x, p) if want_probs else (x, None)
 
-    def ramp(self, x, i):
-        """Off-ramp ``i``: pooler on the ``[CLS]`` state, then the classifier."""
+    def ramp(self, x, i, key_mask=None):
+        """Off-ramp ``i``: pooler on the ``[CLS]`` state (or the mean of the real tokens'
+        states, ``pooling = "mean"``: needs ``key_mask``), then the classifier."""
         a = self.act_q
-        h = self.pooler[i](self.drop(x[:, 0]))
+        if self.config.pooling == "mean":
+            if key_mask is None:
+                raise ValueError("mean pooling needs the key mask of the real tokens")
+            # In hardware: P = softmax of zero scores over the real tokens (1/T each, as the
+            # "probs" site's codes), then P.X (sw.program.compiler).
+            m = key_mask.unsqueeze(-1).to(x.dtype)
+            w = 1.0 / m.sum(1, keepdim=True).clamp(min=1)
+            if self.quant.acts:
+                w = fake_quantize(w, a.bias("probs", i), self.quant.fmt)
+            x0 = a((x * m * w).sum(1), "mean", i)
+        else:
+            x0 = x[:, 0]
+        h = self.pooler[i](self.drop(x0))
         h = torch.relu(h) if self.config.pooler_act == "relu" else torch.tanh(h)
         h = a(h, "pool", i)
         return a(self.classifier[i](self.drop(h)), "logits", i)
@@ -381,7 +435,7 @@ class Student(nn.Module):
             x, _ = self.layer(x, key_mask, i)
             hidden.append(x)
             if i in want:
-                out.append(self.ramp(x, i))
+                out.append(self.ramp(x, i, key_mask))
         logits = torch.stack(out)
         return (logits, hidden) if return_hidden else logits
 

@@ -113,9 +113,14 @@ def init_from_teacher(student, teacher, batch, layer):
                          f"heads, FFN {st['inter'].shape[-1]})")
     real = batch.attention_mask.bool()
     x = st["x"][real]                                     # (N, D) real tokens
-    _, sv, vh = torch.linalg.svd(x, full_matrices=False)
-    p = vh[:c.hidden].T                                   # (D, H)
-    kept_energy = float((sv[:c.hidden] ** 2).sum() / (sv ** 2).sum())
+    whole = (c.hidden, c.heads, c.ffn) == (x.shape[-1], nh, st["inter"].shape[-1])
+    if whole:  # the layer taken whole: no basis, every head and unit
+        p = torch.eye(c.hidden)
+        kept_energy = 1.0
+    else:
+        _, sv, vh = torch.linalg.svd(x, full_matrices=False)
+        p = vh[:c.hidden].T                               # (D, H)
+        kept_energy = float((sv[:c.hidden] ** 2).sum() / (sv ** 2).sum())
 
     lay = _bert(teacher)[1][layer - 1]
     att = lay.attention.self
@@ -131,6 +136,11 @@ def init_from_teacher(student, teacher, batch, layer):
     rows = torch.cat([torch.arange(h * d, (h + 1) * d) for h in chosen.tolist()])
     unit_score = st["inter"][real].abs().mean(0) * w2.norm(dim=0)
     units = unit_score.argsort(descending=True)[:c.ffn].sort().values
+    if whole:
+        chosen, units = torch.arange(nh), torch.arange(c.ffn)
+    ln_names = {part: [student.ln_name(part, i) for i in range(c.layers)]
+                for part in ("ln1", "ln2")}
+    lns = student.layer_norms()
 
     for lin, w, b in ((student.wq, wq, bq), (student.wk, wk, bk), (student.wv, wv, bv)):
         # Student scale: wq carries 1/sqrt(d) (the teacher divides the scores by it too).
@@ -157,13 +167,26 @@ def init_from_teacher(student, teacher, batch, layer):
         xs = x @ p
         ctx_s = ctx[:, chosen].reshape(len(xs), c.hidden)
         res1 = xs + ctx_s @ student.wo.weight.T + student.wo.bias
-        _fit_ln(student.ln1, res1, st["a"][real] @ p)
-        a_s = F.layer_norm(res1, (c.hidden,), student.ln1.weight, student.ln1.bias,
-                           student.ln1.eps)
+        t_ln = {"ln1": lay.attention.output.LayerNorm, "ln2": lay.output.LayerNorm}
+        if whole:  # the teacher's own LayerNorms, in every application
+            for part, names in ln_names.items():
+                for name in dict.fromkeys(names):
+                    lns[name].weight.copy_(t_ln[part].weight.float())
+                    lns[name].bias.copy_(t_ln[part].bias.float())
+        ln1 = lns[ln_names["ln1"][0]]
+        if not whole:
+            _fit_ln(ln1, res1, st["a"][real] @ p)
+            for name in ln_names["ln1"][1:]:
+                lns[name].load_state_dict(ln1.state_dict())
+        a_s = F.layer_norm(res1, (c.hidden,), ln1.weight, ln1.bias, ln1.eps)
         f = a_s @ student.ff1.weight.T + student.ff1.bias
         f = F.relu(f) if c.act == "relu" else F.gelu(f)
         res2 = a_s + f @ student.ff2.weight.T + student.ff2.bias
-        _fit_ln(student.ln2, res2, st["out"][real] @ p)
+        if not whole:
+            ln2 = lns[ln_names["ln2"][0]]
+            _fit_ln(ln2, res2, st["out"][real] @ p)
+            for name in ln_names["ln2"][1:]:
+                lns[name].load_state_dict(ln2.state_dict())
         # How well the initialised student's first layer tracks the teacher's, on the sample.
         h0 = student.embed(batch.input_ids, batch.token_type_ids)
         h1, _ = student.layer(h0, real, 0)

@@ -63,7 +63,8 @@ def _block_prune(lin, n, frac, gen):
 
 @torch.no_grad()
 def build_tiny_image(seed=0, *, layers=2, threshold=0.3, init_std=0.5, prune=0.25,
-                     skip_head=1, span_frac=0.5, bins=4) -> tuple[WeightImage, dict]:
+                     skip_head=1, span_frac=0.5, bins=4, ln_per_layer=False,
+                     pooling="cls") -> tuple[WeightImage, dict]:
     """Build the tiny image. Returns ``(image, info)``.
 
     Parameters
@@ -84,6 +85,9 @@ def build_tiny_image(seed=0, *, layers=2, threshold=0.3, init_std=0.5, prune=0.2
         Span of the other heads as a fraction of ``max_len``.
     bins : int
         DVFS / exit-predictor bins.
+    ln_per_layer, pooling :
+        The student's version-2 features (:class:`~sw.student.StudentConfig`); with the
+        defaults the image is a version-1 image, byte for byte as before.
 
     ``info`` holds the model (quantized, calibrated, eval mode), the tokenizer, the kept
     tokenizer ids and the calibration batch.
@@ -92,7 +96,7 @@ def build_tiny_image(seed=0, *, layers=2, threshold=0.3, init_std=0.5, prune=0.2
     kept = _kept_ids(tok, TINY_SENTENCES)
     c = StudentConfig(vocab_size=len(kept), emb_dim=8, hidden=16, heads=2, ffn=32, layers=layers,
                       max_len=16, span_ramp=4, tokenizer_vocab=tok.vocab_size, unk_id=tok.unk_id,
-                      dropout=0.0)
+                      dropout=0.0, ln_per_layer=ln_per_layer, pooling=pooling)
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     model = Student(c)

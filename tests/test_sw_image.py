@@ -108,11 +108,18 @@ def test_bad_images_are_refused(trained):
         parse_image(bytes(bad))
     with pytest.raises(ImageError, match="not an EdgeBERT weight image"):
         parse_image(b"PK\x03\x04" + data[4:])
-    v2 = bytearray(data)
-    v2[8:10] = struct.pack("<H", 2)
-    v2[HEADER_BYTES - 4:HEADER_BYTES] = struct.pack("<I", zlib.crc32(bytes(v2[:HEADER_BYTES - 4])))
-    with pytest.raises(ImageError, match="format version 2; this reader reads version 1"):
-        parse_image(bytes(v2))
+    def relabel(version):
+        out = bytearray(data)
+        out[8:10] = struct.pack("<H", version)
+        out[HEADER_BYTES - 4:HEADER_BYTES] = struct.pack(
+            "<I", zlib.crc32(bytes(out[:HEADER_BYTES - 4])))
+        return bytes(out)
+
+    with pytest.raises(ImageError, match="format version 3; this reader reads versions 1, 2"):
+        parse_image(relabel(3))
+    # A version-1 image relabelled 2 lacks the version-2 declarations: refused, not misread.
+    with pytest.raises(ImageError, match=r"version-2 image .* does not declare \['ln_per_layer'"):
+        parse_image(relabel(2))
     with pytest.raises(ImageError,
                        match=r"built for other hardware \(n=16, .*this hardware has n=8"):
         parse_image(data, hw=HwParams(n=8))

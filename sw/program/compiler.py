@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from hw.isa import Op, command, encode_program
 from hw.memmap import MemoryMap
 from sw.image import WeightImage
-from sw.program.layout import FitError, MemoryLayout, lay_out
+from sw.program.layout import FitError, MemoryLayout, lay_out, ln_name
 
 __all__ = ["Buffer", "Program", "compile_program", "FitError"]
 
@@ -149,6 +149,11 @@ def compile_program(source, tokens, *, memmap: MemoryMap | None = None,
     f1 = b.alloc("ffn1", t_pad, ffn)
     f2 = b.alloc("ffn2", t_pad, hid)
     r2 = b.alloc("res2", t_pad, hid)
+    mean = c.get("pooling", "cls") == "mean"
+    if mean:  # P = softmax(zeros) over the real tokens, then P.X: the mean of the states
+        zeros = b.alloc("zeros", n, t_pad)    # never written: the act memory starts at zero
+        p_mean = b.alloc("p_mean", n, t_pad)
+        x_mean = b.alloc("mean", n, hid)
     pool = b.alloc("pool", n, hid)
     logits = b.alloc("logits", n, _ceil(labels, n))
     need = b.next_word
@@ -216,14 +221,26 @@ def compile_program(source, tokens, *, memmap: MemoryMap | None = None,
                    transpose=0)
         matmul(f"{L} attention output", ctx, att, "wo", site("attn_out"), t_pad, site("ctx"))
         add(f"{L} residual 1", x, x_bias, att, site("attn_out"), r1, site("res1"))
-        layernorm(f"{L} LayerNorm 1", r1, l1, "ln1", site("res1"), site("ln1"))
+        layernorm(f"{L} LayerNorm 1", r1, l1, ln_name(c, "ln1", i), site("res1"), site("ln1"))
         matmul(f"{L} FFN 1 (ReLU)", l1, f1, "ff1", site("ffn1"), t_pad, site("ln1"), relu=True)
         matmul(f"{L} FFN 2", f1, f2, "ff2", site("ffn2"), t_pad, site("ffn1"))
         add(f"{L} residual 2", l1, site("ln1"), f2, site("ffn2"), r2, site("res2"))
-        layernorm(f"{L} LayerNorm 2", r2, x, "ln2", site("res2"), site("ln2"))
+        layernorm(f"{L} LayerNorm 2", r2, x, ln_name(c, "ln2", i), site("res2"), site("ln2"))
         x_bias = site("ln2")
-        matmul(f"{L} off-ramp pooler ([CLS] tile, ReLU)", x.view(n, rows=n), pool,
-               f"pooler.{i}", site("pool"), n, x_bias, relu=True)
+        if mean:
+            b.emit(f"{L} mean pooling: P = softmax(0) over the {tokens} tokens", p_mean.name,
+                   Op.SOFTMAX, **b.mat("x", zeros), **b.mat("dst", p_mean), rows=1,
+                   cols=t_pad // n, keys=tokens, mask_addr=sym["mask.mean"], bias_in=x_bias,
+                   bias_out=site("probs"), renorm=1)
+            b.emit(f"{L} mean pooling: P.X", x_mean.name, Op.MATMUL_ACT, **b.mat("x", p_mean),
+                   **b.mat("w", x), **b.mat("dst", x_mean), rows=1, k=t_pad // n,
+                   cols=hid // n, bias_x=site("probs"), bias_w=x_bias, bias_out=site("mean"),
+                   transpose=0)
+            matmul(f"{L} off-ramp pooler (mean, ReLU)", x_mean, pool, f"pooler.{i}",
+                   site("pool"), n, site("mean"), relu=True)
+        else:
+            matmul(f"{L} off-ramp pooler ([CLS] tile, ReLU)", x.view(n, rows=n), pool,
+                   f"pooler.{i}", site("pool"), n, x_bias, relu=True)
         matmul(f"{L} off-ramp classifier", pool, logits, f"classifier.{i}", site("logits"), n,
                site("pool"))
         b.emit(f"{L} entropy and exit", None, Op.ENTROPY, x_base=logits.base, classes=labels,

@@ -8,6 +8,7 @@ refuses an image that does not fit, naming the memory and by how much. The resul
 depend on the sentence; :func:`sw.program.compiler.compile_program` adds the program.
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +23,8 @@ from sw.golden.layernorm import eps_units
 from sw.golden.softmax import MASK_ONE
 from sw.image import ImageError, WeightImage
 
-__all__ = ["MemoryLayout", "lay_out", "FitError", "MATRIX_ORDER"]
+__all__ = ["MemoryLayout", "lay_out", "FitError", "MATRIX_ORDER", "ln_names", "ln_name",
+           "memmap_for"]
 
 
 class FitError(ValueError):
@@ -121,6 +123,19 @@ def _scalar_words(values, word_bytes):
     return bytes(out)
 
 
+def ln_names(c):
+    """LayerNorm blocks of a student config: ``emb_ln``, then ``ln1``/``ln2`` (shared) or
+    ``ln1.<i>``/``ln2.<i>`` per application (``ln_per_layer``)."""
+    if not c.get("ln_per_layer", False):
+        return ["emb_ln", "ln1", "ln2"]
+    return ["emb_ln", *(f"{p}.{i}" for p in ("ln1", "ln2") for i in range(c["layers"]))]
+
+
+def ln_name(c, part, i):
+    """The LayerNorm block that application ``i`` uses for ``part`` (``ln1``/``ln2``)."""
+    return f"{part}.{i}" if c.get("ln_per_layer", False) else part
+
+
 def _check_model(img, n):
     c = img.meta.get("student_config")
     if c is None:
@@ -139,11 +154,50 @@ def _check_model(img, n):
     return c
 
 
-def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
-    """Place a weight image in the accelerator's memories (see the module docstring)."""
+_SIZED = ("desc", "wmask", "wval", "wbias", "act", "aux", "prog")
+
+
+def _pow2(v):
+    return 1 << max(0, (v - 1).bit_length())
+
+
+def memmap_for(img: WeightImage) -> MemoryMap:
+    """The memory map an image runs on: the default ``MemoryMap(n)`` when the image and a
+    ``max_len`` sentence fit it, else the default with every on-chip memory the image
+    overflows (descriptors, weight masks, values and biases, activations, aux, program)
+    deepened to the next power of two of what the image and a ``max_len`` sentence need. The
+    ReRAM store is never resized: its size is the eNVM budget (a FitError says by how much)."""
+    from sw.program.compiler import compile_program
+
     n = img.hw.n
-    if memmap is None:
-        memmap = MemoryMap(n=n)
+    default = MemoryMap(n=n)
+    c = _check_model(img, n)
+    try:
+        compile_program(_place(img, default), c["max_len"], early_exit=False)
+        return default
+    except FitError:
+        pass
+    big = dataclasses.replace(default, desc_words=1 << 12, wmask_words=1 << 20,
+                              wval_words=1 << 20, wbias_words=1 << 16, act_words=1 << 16,
+                              aux_words=1 << 16, prog_words=1 << 16)
+    lay = _place(img, big)
+    prog = compile_program(lay, c["max_len"], early_exit=False)
+    need = {m: -(-lay.images[m].size // big.word_bytes(m)) for m in _SIZED
+            if m in lay.images}
+    need["act"] = max(b.base + (b.rows // n) * b.stride for b in prog.buffers.values())
+    need["prog"] = len(prog.commands)
+    return dataclasses.replace(default, **{
+        f"{m}_words": max(getattr(default, f"{m}_words"), _pow2(need[m])) for m in _SIZED})
+
+
+def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
+    """Place a weight image in the accelerator's memories (see the module docstring); without
+    ``memmap``, in :func:`memmap_for` the image."""
+    return _place(img, memmap_for(img) if memmap is None else memmap)
+
+
+def _place(img: WeightImage, memmap: MemoryMap) -> MemoryLayout:
+    n = img.hw.n
     if memmap.n != n:
         raise ImageError(f"the image was built for vector width n = {n}; this accelerator has "
                          f"n = {memmap.n}")
@@ -175,6 +229,8 @@ def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
     # max_len: d x max_len (K^T_h) or max_len x d (V_h), d the head size.
     d_head = c["hidden"] // c["heads"]
     w_words = (d_head // n) * _ceil_to(c["max_len"], n) // n
+    if c.get("pooling", "cls") == "mean":  # mean pooling: P.X over max_len x hidden
+        w_words = max(w_words, (c["hidden"] // n) * _ceil_to(c["max_len"], n) // n)
     ones = ((1 << (n * n)) - 1).to_bytes(max(1, n * n // 8), "little")
     regions["wmask"].put("act.ones", ones * w_words)
     regions["wval"].put("act.values", bytes(w_words * n * n))
@@ -196,7 +252,8 @@ def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
     # Aux: LayerNorm blocks, span masks, threshold, DVFS table.
     aux = regions["aux"]
     awb = aux.word_bytes
-    for name, cols in (("emb_ln", c["emb_dim"]), ("ln1", c["hidden"]), ("ln2", c["hidden"])):
+    for name, cols in ((nm, c["emb_dim"] if nm == "emb_ln" else c["hidden"])
+                       for nm in ln_names(c)):
         blk = LnBlock(cols, fmt.bias_max + 1, awb)
         data = bytearray(blk.words * awb)
         g, b = img[f"{name}.weight"].array, img[f"{name}.bias"].array
@@ -218,6 +275,12 @@ def lay_out(img: WeightImage, memmap: MemoryMap | None = None) -> MemoryLayout:
         data = bytearray(blk.words * awb)
         data[:c["max_len"] * MASK_BYTES] = m.numpy().astype("<u2").tobytes()
         aux.put(f"mask.{h}", data)
+    if c.get("pooling", "cls") == "mean":
+        # Mean pooling's softmax of zero scores over the real tokens: a mask of ones.
+        blk = MaskBlock(c["max_len"], awb)
+        data = bytearray(blk.words * awb)
+        data[:c["max_len"] * MASK_BYTES] = np.full(c["max_len"], MASK_ONE, "<u2").tobytes()
+        aux.put("mask.mean", data)
     if img.meta.get("fixed_frac_bits") != LN_FRAC:
         raise ImageError(f"the image stores thresholds with {img.meta.get('fixed_frac_bits')} "
                          f"fractional bits; the entropy unit uses {LN_FRAC}")

@@ -3,7 +3,7 @@
 import torch
 
 from sw.adaptivfloat import quantize, weight_bias
-from sw.student import ACT_SITES, EMB_SITES
+from sw.student import EMB_SITES
 from sw.train.config import CALIB_METHODS
 from sw.train.data import rows
 
@@ -64,5 +64,5 @@ def calibrate(model, batch, *, method="mse", percentile=99.99, batch_size=128):
         if layer is None:
             aq.emb_bias[EMB_SITES.index(site)] = b
         else:
-            aq.layer_bias[ACT_SITES.index(site), layer] = b
+            aq.layer_bias[aq.site_index[site], layer] = b
     return method

@@ -43,6 +43,10 @@ class RecipeConfig:
     pca_init: bool = True
     teacher_init_layer: int = 0
     teacher_init_examples: int = 512
+    # A float student's state dict (torch.save) to start from instead of the initialisations
+    # above, e.g. a float proxy's (scripts/proxy384.py): the same config and training set, so
+    # the same kept vocabulary.
+    init_from: str = ""
     ckpt_every: int = 200
     calib_examples: int = 512
     calib_method: str = "mse"

@@ -121,19 +121,27 @@ def _make_student(cfg, d, model_dir, teacher_dir, log):
     if r.pca_init:
         pca_init(model, kept, model_dir)
     if r.teacher_init_layer:
-        if teacher_dir is None:
-            raise ValueError("train.teacher_init_layer needs the fine-tuned teacher's directory "
-                             "(edgebert train --teacher DIR)")
-        from sw.teacher import load_teacher
+        from sw.teacher import Teacher, load_teacher
         from sw.teacher_init import init_from_teacher
 
+        # The fine-tuned teacher when there is one, else the pre-trained checkpoint.
+        teacher = load_teacher(teacher_dir, model_dir) if teacher_dir is not None else \
+            Teacher(model_dir).eval()
         n = min(r.teacher_init_examples, len(d.fit_labels))
         ids, mask, types = rows(d.fit, torch.arange(n))
-        info = init_from_teacher(model, load_teacher(teacher_dir, model_dir),
+        info = init_from_teacher(model, teacher,
                                  Batch(ids, mask, types, 0), r.teacher_init_layer)
         log(f"shared layer from teacher layer {info['layer']} (heads {info['heads']}; basis "
             f"keeps {info['kept_energy']:.1%} of the energy; relative error on {n} sentences: "
             f"embedding {info['rel_err_embed']:.3f}, layer {info['rel_err_layer']:.3f})")
+    if r.init_from:
+        state = torch.load(r.init_from, map_location="cpu", weights_only=True)
+        if state["word.weight"].shape != model.word.weight.shape:
+            raise ValueError(f"{r.init_from} has a token table of shape "
+                             f"{tuple(state['word.weight'].shape)}, this student "
+                             f"{tuple(model.word.weight.shape)} (another config or training set?)")
+        model.load_state_dict(state)
+        log(f"student weights from {r.init_from}")
     log(f"student: vocab {len(kept)} of {tok.vocab_size}, {d.n_orig} training "
         f"(+{len(d.fit_labels) - d.n_orig} augmented) and "
         f"{len(d.hold_labels)} held-out examples, {len(d.dev_labels)} dev; KD alpha {d.kd_alpha}")
@@ -208,7 +216,7 @@ def _ramp_stage(s, d, r, step, progress, log):
             _, hidden = model(ids, mask, types, ramps=[s.scfg.layers - 1], return_hidden=True)
         model.train()
         t_logits = d.fit_teacher[idx] if d.fit_teacher is not None else None
-        loss = sum(kd_loss(model.ramp(hidden[i], i), t_logits, d.fit_labels[idx],
+        loss = sum(kd_loss(model.ramp(hidden[i], i, mask.bool()), t_logits, d.fit_labels[idx],
                            r.kd_temperature, d.kd_alpha) for i in range(s.scfg.layers - 1))
         for grp in opt.param_groups:
             grp["lr"] = _lr(step, s.n2, r.ramp_lr, r.warmup)
