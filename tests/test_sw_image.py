@@ -1,5 +1,6 @@
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,3 +141,14 @@ def test_hex_export_matches_sections(trained, tmp_path):
     e = mmap["wq.values"]
     raw = b"".join(bytes.fromhex(w)[::-1] for w in (tmp_path / "sram.hex").read_text().split())
     assert raw[e["address"]:e["address"] + e["bytes"]] == img["wq.values"].array.tobytes()
+
+
+def test_committed_tiny_image_is_the_builders_output(tmp_path):
+    """sw/assets/tiny3.ebimg (the README's quick RTL run) is build_tiny_image(9, layers=3)."""
+    from sw.image import write_image
+    from sw.tiny_image import build_tiny_image
+
+    img, _ = build_tiny_image(9, layers=3)
+    write_image(img, tmp_path / "tiny3.ebimg")
+    committed = Path(__file__).resolve().parent.parent / "sw" / "assets" / "tiny3.ebimg"
+    assert committed.read_bytes() == (tmp_path / "tiny3.ebimg").read_bytes()
