@@ -26,8 +26,8 @@ The host sees two slaves and an interrupt only: the AXI4-Lite registers of
   prog reads are the top's totals of the last program (paused cycles excluded). ``*_WRITES``
   count the datapath's write cycles (act) plus the host's word writes (a bus beat into a
   byte-granular memory, an assembled word into a weight buffer); every counter restarts at
-  ``CTRL.start``. ``RERAM_READS`` and the weight buffers' reads are not counted yet (0): the
-  ReRAM store is not in the top, the engine keeps its buffer reads to itself.
+  ``CTRL.start``. ``RERAM_READS`` is the embedding unit's word reads of the store (the top's
+  total). The weight buffers' reads are not counted yet (0): the engine keeps them to itself.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal
@@ -214,9 +214,10 @@ class Accelerator(wiring.Component):
                           ("cmd_cycles", top.cmd_cycles), ("act_reads", top.total_act_reads),
                           ("aux_reads", top.total_aux_reads),
                           ("desc_reads", top.total_desc_reads),
-                          ("prog_reads", top.total_prog_reads)):
+                          ("prog_reads", top.total_prog_reads),
+                          ("reram_reads", top.total_reram_reads)):
             m.d.comb += getattr(csr, name).eq(src)
-        for name in ("reram_reads", "wmask_reads", "wval_reads", "wbias_reads"):
+        for name in ("wmask_reads", "wval_reads", "wbias_reads"):
             m.d.comb += getattr(csr, name).eq(0)
         for name in BYTE_MEMORIES + WORD_MEMORIES:
             count = Signal(_COUNTER_BITS, name=f"host_{name}_writes")
