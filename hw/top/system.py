@@ -6,15 +6,16 @@ The host sees two slaves and an interrupt only: the AXI4-Lite registers of
 
 * **Loads.** act, aux, desc and prog take the bus's 32-bit lanes straight through byte enables
   (:mod:`hw.top.memories`). The weight buffers (wmask, wval, wbias) live in the matrix engine,
-  which takes whole words (the mask buffer stores what its scanner derives from each word), so
-  a word assembler per weight memory holds the bytes of one word and writes it when all its
-  bytes have arrived, in any order, over any bursts. A beat into another word of that memory
-  while one is incomplete drops the incomplete word and is a load error (``LOAD_ERROR_ADDR``:
-  the dropped word's first byte), as is a start while a word is incomplete. The ReRAM window
-  is refused until the top holds the ReRAM store; reads are served from act only (logits and
-  the per-command read-back), other windows answer SLVERR. While the sequencer runs, every
-  bus beat into the memories is refused; while it is paused (single step), act reads are
-  served.
+  which takes whole words (the mask buffer stores what its scanner derives from each word), and
+  the ReRAM store takes whole words too (``Top.host_reram``), so a word assembler per such
+  memory (:func:`_assemble`, one helper for all four) holds the bytes of one word and writes it
+  when all its bytes have arrived, in any order, over any bursts. A beat into another word of
+  that memory while one is incomplete drops the incomplete word and is a load error
+  (``LOAD_ERROR_ADDR``: the dropped word's first byte), as is a start while a word is
+  incomplete. Reads are served from act only (logits and the per-command read-back); the other
+  windows, the ReRAM store's among them (read-only to the host: only the datapath reads it),
+  answer SLVERR. While the sequencer runs, every bus beat into the memories is refused; while
+  it is paused (single step), act reads are served.
 * **Start.** ``CTRL.start`` runs the program from ``PROG_BASE``, unless a load was refused
   since the last ``CTRL.soft_reset`` (``STATUS.load_error``): then the program does not start
   and ``ERROR`` is ``LOAD_OUT_OF_RANGE``. ``CTRL.step_en`` pauses the sequencer after every
@@ -46,7 +47,10 @@ from hw.top.top import _MEMMAP_KEYS, _TINY, Top
 __all__ = ["Accelerator", "BYTE_MEMORIES", "WORD_MEMORIES"]
 
 BYTE_MEMORIES = ("desc", "act", "aux", "prog")   # host writes go in through byte enables
-WORD_MEMORIES = ("wmask", "wval", "wbias")      # the engine's buffers: whole words
+# Whole words, through a word assembler each: the engine's buffers and the ReRAM store.
+WORD_MEMORIES = ("wmask", "wval", "wbias", "reram")
+# Memories with a *_WRITES counter (the datapath never writes the ReRAM store).
+_WRITE_COUNTED = tuple(m for m in BYTE_MEMORIES + WORD_MEMORIES if m != "reram")
 _COUNTER_BITS = 64
 
 
@@ -125,10 +129,9 @@ class Accelerator(wiring.Component):
                          port.payload.data.eq(wr.data), port.payload.en.eq(wr.en)]
             host_writes[name] = port.valid & port.ready
         dropped, dropped_addr = [], []
-        for name, port in zip(WORD_MEMORIES, (top.host_wmask, top.host_wval, top.host_wbias),
-                              strict=True):
-            valid, drop, addr, pending = _assemble(m, name, getattr(axi, f"{name}_wr"), port,
-                                                   wins[name])
+        for name in WORD_MEMORIES:
+            valid, drop, addr, pending = _assemble(m, name, getattr(axi, f"{name}_wr"),
+                                                   getattr(top, f"host_{name}"), wins[name])
             host_writes[name] = valid
             dropped.append(drop)
             dropped_addr.append(addr)
@@ -219,7 +222,7 @@ class Accelerator(wiring.Component):
             m.d.comb += getattr(csr, name).eq(src)
         for name in ("wmask_reads", "wval_reads", "wbias_reads"):
             m.d.comb += getattr(csr, name).eq(0)
-        for name in BYTE_MEMORIES + WORD_MEMORIES:
+        for name in _WRITE_COUNTED:
             count = Signal(_COUNTER_BITS, name=f"host_{name}_writes")
             with m.If(start_ok):
                 m.d.sync += count.eq(0)
@@ -231,8 +234,9 @@ class Accelerator(wiring.Component):
 
 
 def _assemble(m, name, wr, port, window):
-    """A word assembler between ``wr`` (byte-enabled write port of :class:`AxiMem`) and the
-    engine's whole-word stream ``port``. Returns ``(word written, word dropped, AXI address of
+    """A word assembler between ``wr`` (byte-enabled write port of :class:`AxiMem`) and a
+    whole-word stream ``port`` (payload ``{addr, data}``: the engine's weight streams, the top's
+    ``host_reram``). Returns ``(word written, word dropped, AXI address of
     the dropped word, a word is incomplete)``."""
     wb = window.word_bytes
     full = (1 << wb) - 1
