@@ -20,22 +20,33 @@ import enum
 from dataclasses import dataclass, fields
 from types import SimpleNamespace
 
+from hw.isa import LAYOUTS, SCALAR_BYTES, Op
+from hw.memformats import TOKEN_ROW_BITS
 from hw.memmap import DEFAULT_MEMMAP, MEMORIES, MemoryMap
 
 __all__ = [
     "MAGIC", "VERSION", "CSR_ADDR_BITS", "BUS_BYTES", "ENTROPY_BITS", "ENTROPY_FRAC", "Access",
     "Field", "Register", "ErrorCode", "ERROR_MEANING", "RegisterMap", "validate_registers",
     "Window", "windows", "window_address_bits", "locate", "pack_words", "COUNTERS",
-    "memmap_fields", "ERROR_BITS",
+    "memmap_fields", "ERROR_BITS", "EMBED_ROWS_MAX",
 ]
 
 MAGIC = 0x45425254  # "EBRT"
-VERSION = (1, 0)  # (major, minor): a new major means host software must refuse the hardware
+VERSION = (1, 1)  # (major, minor): a new major means host software must refuse the hardware
 CSR_ADDR_BITS = 12
 BUS_BYTES = 4  # data width of both buses
 # The entropy unit's result (hw.entropy.H_BITS, LN_FRAC fractional bits; a test checks them).
 ENTROPY_BITS = 20
 ENTROPY_FRAC = 16
+
+# The largest row counts of the embedding tables (VOCAB_ROWS, SEG_ROWS, POS_ROWS; the top's
+# vocab_rows, seg_rows, pos_rows): one row per index that a token entry
+# (hw.memformats.token_word: row and segment) or EMBED's ``tokens`` field (hw.isa) can name.
+EMBED_ROWS_MAX = {
+    "vocab_rows": 1 << TOKEN_ROW_BITS,
+    "seg_rows": 1 << (8 * SCALAR_BYTES - TOKEN_ROW_BITS),
+    "pos_rows": 1 << dict(LAYOUTS[Op.EMBED])["tokens"],
+}
 
 # The generator's AdaptivFloat defaults (hw.layouts.DEFAULT_AF; a test checks them): the format
 # is taken as plain numbers here because hw.layouts imports Amaranth.
@@ -395,6 +406,17 @@ class RegisterMap:
                   ("value", "wval", "first word of the scratch values (layout symbol "
                                     "wval/act.values)"),
                   ("bias", "wbias", "the zero bias vector (layout symbol wbias/act.zero)")))),
+            *(Register(name, 0x08C + 4 * i, (
+                Field("rows", 0, EMBED_ROWS_MAX[port].bit_length(), Access.RW,
+                      f"rows of the {table} table (layout config {key}): EMBED stops with "
+                      f"UNIT_ERROR on {what} (reset 0: on every token until the host sets it)",
+                      maximum=EMBED_ROWS_MAX[port]),),
+                f"EMBED's bound on the {table} table")
+              for i, (name, port, table, key, what) in enumerate((
+                  ("VOCAB_ROWS", "vocab_rows", "token", "vocab_size", "a token row at or "
+                                                                      "above it"),
+                  ("SEG_ROWS", "seg_rows", "segment", "type_vocab", "a segment at or above it"),
+                  ("POS_ROWS", "pos_rows", "position", "max_len", "more tokens than it")))),
         ]
         for i, (stem, doc) in enumerate(COUNTERS):
             for half, lsb in (("LO", 0), ("HI", 32)):

@@ -13,6 +13,7 @@ from hw.memmap import MEMORIES, MemoryMap
 from hw.regmap import (
     COUNTERS,
     CSR_ADDR_BITS,
+    EMBED_ROWS_MAX,
     ENTROPY_BITS,
     ENTROPY_FRAC,
     MAGIC,
@@ -86,6 +87,25 @@ def test_config_registers_follow_the_generator_parameters():
 def test_shared_constants_match_the_gateware():
     assert (ENTROPY_BITS, ENTROPY_FRAC) == (H_BITS, LN_FRAC)
     assert vars(RegisterMap()._fmt) == vars(DEFAULT_AF)
+
+
+def test_embedding_table_registers_bound_every_index_and_fit_the_top():
+    from amaranth.hdl import Shape
+
+    from hw.top.top import Top
+
+    rm = RegisterMap()
+    # A token entry: a 24-bit row and an 8-bit segment; EMBED's tokens field: 12 bits.
+    assert EMBED_ROWS_MAX == {"vocab_rows": 1 << 24, "seg_rows": 256, "pos_rows": 4096}
+    top = Top(memmap=MemoryMap(n=4, reram_bytes=1024, act_words=64, aux_words=64,
+                               wmask_words=64, wval_words=64, wbias_words=16, desc_words=8,
+                               prog_words=16))
+    for name, port in (("VOCAB_ROWS", "vocab_rows"), ("SEG_ROWS", "seg_rows"),
+                       ("POS_ROWS", "pos_rows")):
+        (f,) = rm[name].fields
+        assert (rm[name].access, f.reset, f.maximum) == ("RW", 0, EMBED_ROWS_MAX[port])
+        assert f.width == Shape.cast(top.signature.members[port].shape).width, name
+    assert [rm[n].offset for n in ("VOCAB_ROWS", "SEG_ROWS", "POS_ROWS")] == [0x8C, 0x90, 0x94]
 
 
 def test_docs_show_the_generated_tables():

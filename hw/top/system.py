@@ -16,6 +16,11 @@ The host sees two slaves and an interrupt only: the AXI4-Lite registers of
   windows, the ReRAM store's among them (read-only to the host: only the datapath reads it),
   answer SLVERR. While the sequencer runs, every bus beat into the memories is refused; while
   it is paused (single step), act reads are served.
+* **Embedding tables.** ``VOCAB_ROWS``, ``SEG_ROWS``, ``POS_ROWS`` drive the top's
+  ``vocab_rows``, ``seg_rows``, ``pos_rows`` (the rows of the tables in the ReRAM section; the
+  embedding unit's bounds: EMBED stops with ``UNIT_ERROR`` on a token row or segment beyond
+  them, or more tokens than position rows). They reset to 0, so an EMBED before the host sets
+  them stops with ``UNIT_ERROR`` rather than reading an unchecked row.
 * **Start.** ``CTRL.start`` runs the program from ``PROG_BASE``, unless a load was refused
   since the last ``CTRL.soft_reset`` (``STATUS.load_error``): then the program does not start
   and ``ERROR`` is ``LOAD_OUT_OF_RANGE``. ``CTRL.step_en`` pauses the sequencer after every
@@ -167,7 +172,9 @@ class Accelerator(wiring.Component):
                      top.step.eq(csr.step.step | csr.step.resume),
                      top.act_mask_base.eq(csr.act_mask_base.word),
                      top.act_value_base.eq(csr.act_value_base.word),
-                     top.act_bias_base.eq(csr.act_bias_base.word)]
+                     top.act_bias_base.eq(csr.act_bias_base.word),
+                     top.vocab_rows.eq(csr.vocab_rows.rows), top.seg_rows.eq(csr.seg_rows.rows),
+                     top.pos_rows.eq(csr.pos_rows.rows)]
         code = Signal(8)
         err_pc = Signal(16)
         done = Signal()  # STATUS.done: sticky until the next start
