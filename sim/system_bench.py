@@ -2,11 +2,12 @@
 
 :func:`build_job` runs one sentence on the golden executor (with the trace) and the cycle model
 and turns it into a *job*, plain JSON: the bytes of every memory window
-(:func:`hw.regmap.pack_words` of :func:`sw.program.layout.lay_out`'s images, the program, the
-token words in aux, and, until the top runs EMBED, the golden EMBED output in act), the
-MATMUL_ACT bases, the start command, and per executed command what the bench reads back: the
-act words it wrote (integers, a tile word little-endian), ENTROPY's H and flag, DVFS's
-decision, its cycles in the model. The testbench writes back a *result* of the same shape,
+(:func:`hw.regmap.pack_words` of :func:`sw.program.layout.lay_out`'s images, the ReRAM section
+among them, the program, the token words in aux, zeros over the act words the program writes),
+the MATMUL_ACT bases, the embedding tables' rows (``VOCAB_ROWS``, ``SEG_ROWS``, ``POS_ROWS``),
+and per executed command from command 0 (EMBED) on what the bench reads back: the act words it
+wrote (integers, a tile word little-endian), ENTROPY's H and flag, DVFS's decision, its cycles
+in the model. The testbench writes back a *result* of the same shape,
 read through the buses; :func:`compare` holds one to the other and names the first command,
 buffer and element that differ. :func:`check_hardware` refuses a job whose image was built for
 other hardware than the CFG registers describe.
@@ -22,15 +23,12 @@ from hw.isa import Op, decode_program
 from hw.memmap import MemoryMap
 from hw.regmap import MAGIC, VERSION, pack_words, windows
 
-__all__ = ["START_PC", "HardwareMismatch", "build_job", "check_hardware", "compare",
+__all__ = ["HardwareMismatch", "build_job", "check_hardware", "compare",
            "Comparison", "write_job", "read_json", "ordinal_argmax", "SystemRun", "run_system",
            "accelerator_for", "small_memmap", "logits_from_words"]
 
-# The top does not run EMBED yet (the embedding unit is another branch's): programs start at
-# command 1 with the golden EMBED output in act. Once EMBED runs in the top, this becomes 0.
-START_PC = 1
-
-_ACT_OPS = (Op.MATMUL, Op.MATMUL_ACT, Op.SOFTMAX, Op.LAYERNORM, Op.ADD)
+# Commands whose destination (act words) the bench reads back and compares.
+_ACT_OPS = (Op.EMBED, Op.MATMUL, Op.MATMUL_ACT, Op.SOFTMAX, Op.LAYERNORM, Op.ADD)
 
 
 class HardwareMismatch(ValueError):
@@ -62,9 +60,10 @@ def ordinal_argmax(codes, n_bits=8):
     return max(range(len(ords)), key=lambda i: (ords[i], -i))
 
 
-def build_job(lay, text, *, text_b=None, early_exit=True, start_pc=START_PC, executor=None):
+def build_job(lay, text, *, text_b=None, early_exit=True, executor=None):
     """The job of one sentence (or pair) on layout ``lay`` (see the module docstring)."""
     from hw.memformats import token_word
+    from sim.top_bench import table_rows
     from sw.program.compiler import compile_program
     from sw.program.cycles import program_costs
     from sw.program.executor import GoldenExecutor
@@ -91,29 +90,19 @@ def build_job(lay, text, *, text_b=None, early_exit=True, start_pc=START_PC, exe
     loads = {m: pack_words(m, _words(images[m], mm.word_bytes(m)), mm) for m in images}
     prog_words = _words(words, mm.word_bytes("prog"))
     # The golden model starts from an act memory of zeros, and programs read words no command
-    # wrote (the columns of a skipped head): the host clears every act word the program
-    # writes, and preloads the outputs of the commands before start_pc.
-    act = {}
-    for pc in range(start_pc):
-        act.update(_dst_words(cmds[pc], trace[pc].data["codes"][0], n))
+    # wrote (the columns of a skipped head): the host clears every act word the program writes.
     used = [w for t in golden.trace if "codes" in t.data
             for w in _dst_words(cmds[t.index], t.data["codes"][0], n)]
-    top = max([*act, *used]) + 1
-    loads["act"] = pack_words("act", [act.get(i, 0) for i in range(top)], mm)
-    if start_pc == 0:
-        loads["reram"] = pack_words("reram", _words(lay.images["reram"],
-                                                    mm.word_bytes("reram")), mm)
+    loads["act"] = pack_words("act", [0] * (max(used) + 1), mm)
+    loads["reram"] = pack_words("reram", _words(lay.images["reram"], mm.word_bytes("reram")), mm)
 
-    commands, final_act = [], {}
+    commands = []
     for pc in golden.executed[0]:
-        if pc < start_pc:
-            continue
         cmd, data = cmds[pc], trace[pc].data
         entry = {"pc": pc, "op": cmd.op.name, "cycles": costs[pc].cycles}
         if cmd.op in _ACT_OPS:
             entry["act"] = {str(k): v for k, v in
                             _dst_words(cmd, data["codes"][0], n).items()}
-            final_act.update(entry["act"])
         elif cmd.op is Op.ENTROPY:
             entry.update(entropy=int(data["entropy"][0]), exit=int(data["exit"][0]),
                          layer=cmd.layer, logits_words=_logit_words(cmd, n),
@@ -131,7 +120,8 @@ def build_job(lay, text, *, text_b=None, early_exit=True, start_pc=START_PC, exe
         "prog": pack_words("prog", prog_words, mm).hex(), "prog_words": len(prog_words),
         "act_bases": [lay.symbols["wmask"]["act.ones"], lay.symbols["wval"]["act.values"],
                       lay.symbols["wbias"]["act.zero"]],
-        "start_pc": start_pc, "commands": commands,
+        "rows": {k.upper(): v for k, v in table_rows(lay).items()},
+        "token_rows": [int(r) for r in e.rows.tolist()], "commands": commands,
         "final": {"exit_layer": int(golden.exit_layer[0]), "label": int(golden.label[0]),
                   "exit": int(any(c.get("exit") and cmds[c["pc"]].stop for c in commands
                                   if c["op"] == "ENTROPY")),

@@ -3,13 +3,16 @@
 cocotbext-axi's AxiLiteMaster (registers) and AxiMaster (memory windows), with random
 back-pressure on every channel of both. ``sentences`` reads MAGIC, VERSION and the CFG
 registers and refuses other hardware (:func:`sim.system_bench.check_hardware`), loads every
-memory image and the program of each job through AXI bursts, sets single-step mode and starts;
+memory image (the ReRAM section included) and the program of each job through AXI bursts,
+sets the MATMUL_ACT bases and the embedding tables' rows, single-step mode, and starts at
+command 0 (EMBED);
 after every command (IRQ with ``IRQ_STATUS.step``) it reads back through the AXI4 window the act
 words the command wrote, ENTROPY's H and flag, the DVFS decision and ``CMD_CYCLES``, then steps;
 at the end (IRQ with ``IRQ_STATUS.done``) it reads the logits, exit layer, status and counters.
 The result goes to a JSON file and is held to the job by :func:`sim.system_bench.compare`.
-``bad_input`` drives the refusals: out-of-range register writes, loads beyond a memory, an
-incomplete weight word, an illegal command word, the watchdog.
+``bad_input`` drives the refusals: out-of-range register writes, loads beyond a memory (the
+ReRAM store's among them), an incomplete weight or ReRAM word, a token row beyond
+``VOCAB_ROWS``, an illegal command word, the watchdog.
 """
 
 import json
@@ -143,14 +146,18 @@ class SystemBench:
             entry["dvfs"] = [b & 0xFF, b >> 8 & 0xFF, d & 0xFFFF, d >> 16]
         return entry
 
+    async def configure(self):
+        """The job's registers: MATMUL_ACT bases, embedding tables' rows, ``PROG_BASE`` 0."""
+        mask, value, bias = self.job["act_bases"]
+        for name, v in (("ACT_MASK_BASE", mask), ("ACT_VALUE_BASE", value),
+                        ("ACT_BIAS_BASE", bias), *self.job["rows"].items(), ("PROG_BASE", 0)):
+            await self.must_set(name, v)
+
     async def run_job(self, step=True):
         job = self.job
         self.by_pc = {c["pc"]: c for c in job["commands"]}
-        mask, value, bias = job["act_bases"]
-        for name, v in (("ACT_MASK_BASE", mask), ("ACT_VALUE_BASE", value),
-                        ("ACT_BIAS_BASE", bias), ("PROG_BASE", job["start_pc"]),
-                        ("IRQ_STATUS", 0x3F)):
-            await self.must_set(name, v)
+        await self.configure()
+        await self.must_set("IRQ_STATUS", 0x3F)
         ctrl = _CTRL["irq_en"] | (_CTRL["step_en"] if step else 0)
         await self.must_set("CTRL", ctrl)
         t0, wall0 = get_sim_time("ns"), time.perf_counter()
@@ -240,11 +247,13 @@ async def bad_input(dut):
         raise AssertionError("an image for another number format was not refused")
 
     # Out-of-range register writes: SLVERR, nothing changes, counted.
-    for name, bad in (("PROG_BASE", mm.prog_words), ("ACT_VALUE_BASE", mm.wval_words)):
+    bad_writes = (("PROG_BASE", mm.prog_words), ("ACT_VALUE_BASE", mm.wval_words),
+                  ("VOCAB_ROWS", (1 << 24) + 1), ("SEG_ROWS", 257), ("POS_ROWS", 4097))
+    for name, bad in bad_writes:
         before = await bench.reg(name)
         b.check(await bench.set_reg(name, bad), AxiResp.SLVERR, f"{name} = {bad}")
         b.check(await bench.reg(name), before, f"{name} after a refused write")
-    b.check(await bench.reg("CSR_ERRORS") & 0xFFFF, 2, "CSR_ERRORS count")
+    b.check(await bench.reg("CSR_ERRORS") & 0xFFFF, len(bad_writes), "CSR_ERRORS count")
 
     # A load beyond a memory: refused, reported; a start then stops with LOAD_OUT_OF_RANGE.
     prog = bench.win["prog"]
@@ -253,8 +262,9 @@ async def bad_input(dut):
     b.check(await bench.reg("STATUS") & _STATUS["load_error"], _STATUS["load_error"],
             "STATUS.load_error")
     b.check(await bench.reg("LOAD_ERROR_ADDR"), prog.data_end, "LOAD_ERROR_ADDR")
-    b.check(await bench.load("reram", bytes(8)), AxiResp.SLVERR, "the ReRAM window (not in "
-                                                                  "the top yet)")
+    # The ReRAM store is read-only to the host.
+    b.check((await bench.axi.read(bench.win["reram"].base, 8)).resp, AxiResp.SLVERR,
+            "a read of the ReRAM window")
     await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
     await bench.wait_irq(1000)
     b.check(await bench.reg("ERROR"), ErrorCode.LOAD_OUT_OF_RANGE, "ERROR after a refused load")
@@ -263,6 +273,34 @@ async def bad_input(dut):
     await bench.must_set("CTRL", _CTRL["soft_reset"])
     await bench.must_set("IRQ_STATUS", 0x3F)
     b.check(await bench.reg("STATUS") & _STATUS["load_error"], 0, "soft reset clears it")
+
+    # A burst past the ReRAM store: refused whole, reported at the store's end.
+    reram = bench.win["reram"]
+    b.check(await bench.load("reram", bytes(2 * reram.stride), reram.data_end - reram.base
+                             - reram.stride), AxiResp.SLVERR, "a burst past the ReRAM store")
+    b.check(await bench.reg("LOAD_ERROR_ADDR"), reram.data_end, "LOAD_ERROR_ADDR (ReRAM)")
+    await bench.must_set("CTRL", _CTRL["soft_reset"])
+    await bench.must_set("IRQ_STATUS", 0x3F)
+
+    # An incomplete ReRAM word, then a start: nothing runs, LOAD_OUT_OF_RANGE; once the word
+    # is complete, the store takes it.
+    b.check(await bench.load("reram", bytes([1, 2, 3])), AxiResp.OKAY, "3 bytes of a ReRAM word")
+    await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
+    await bench.wait_irq(1000)
+    b.check(await bench.reg("ERROR"), ErrorCode.LOAD_OUT_OF_RANGE, "start, ReRAM word incomplete")
+    b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the refused start")
+    b.check(await bench.load("reram", bytes(reram.word_bytes - 3), 3), AxiResp.OKAY,
+            "the rest of the ReRAM word")
+    await bench.must_set("IRQ_STATUS", 0x3F)
+    # An incomplete ReRAM word dropped by a beat into another word: a load error at it.
+    await bench.load("reram", bytes([1, 2]), reram.stride)
+    await bench.load("reram", bytes(reram.word_bytes), 2 * reram.stride)
+    b.check(await bench.reg("STATUS") & _STATUS["load_error"], _STATUS["load_error"],
+            "STATUS.load_error after a dropped ReRAM word")
+    b.check(await bench.reg("LOAD_ERROR_ADDR"), reram.base + reram.stride,
+            "the dropped ReRAM word")
+    await bench.must_set("CTRL", _CTRL["soft_reset"])
+    await bench.must_set("IRQ_STATUS", 0x3F)
 
     # An incomplete weight word dropped by a beat into another word: a load error at it.
     wval = bench.win["wval"]
@@ -283,10 +321,20 @@ async def bad_input(dut):
     b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the error")
     await bench.must_set("IRQ_STATUS", 0x3F)
 
-    # The watchdog stops a program that runs too long; loads while it runs are refused.
+    # A token row at VOCAB_ROWS: EMBED (command 0) stops with UNIT_ERROR, never a hang.
     await bench.load_job()
+    await bench.configure()
+    await bench.must_set("VOCAB_ROWS", max(job["token_rows"]))
+    await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
+    await bench.wait_irq(10_000)
+    b.check(await bench.reg("ERROR"), ErrorCode.UNIT_ERROR, "a token row beyond VOCAB_ROWS")
+    b.check(await bench.reg("ERROR_PC"), 0, "ERROR_PC of the EMBED")
+    b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the EMBED error")
+    await bench.must_set("IRQ_STATUS", 0x3F)
+
+    # The watchdog stops a program that runs too long; loads while it runs are refused.
+    await bench.configure()
     await bench.must_set("WATCHDOG", 1500)
-    await bench.must_set("PROG_BASE", job["start_pc"])
     await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
     b.check(await bench.load("aux", bytes(4)), AxiResp.SLVERR, "a load while running")
     await bench.must_set("IRQ_STATUS", _IRQ["load_error"])
@@ -294,4 +342,4 @@ async def bad_input(dut):
     b.check(await bench.reg("IRQ_STATUS") & _IRQ["done"], _IRQ["done"], "IRQ_STATUS.done")
     b.check(await bench.reg("ERROR"), ErrorCode.WATCHDOG, "ERROR after the watchdog")
     b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the watchdog")
-    b.finish(14)
+    b.finish(39)

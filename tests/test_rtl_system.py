@@ -1,7 +1,9 @@
 """The accelerator's Verilog driven only through its buses (sim/tb_system.py) under Icarus:
-tiny-image sentences that exit at layer 1, in the middle and never, every command's act words,
-H, exit flag, DVFS decision and cycles equal to the golden executor and the cycle model; the
-refusals (registers, loads, an illegal command, the watchdog)."""
+tiny-image sentences that exit at layer 1, in the middle and never, from command 0 (EMBED, its
+ReRAM section loaded over AXI), every command's act words, H, exit flag, DVFS decision and
+cycles equal to the golden executor and the cycle model; the refusals (registers, loads, an
+incomplete weight or ReRAM word, a token row beyond VOCAB_ROWS, an illegal command, the
+watchdog)."""
 
 import json
 
@@ -49,6 +51,10 @@ def test_system_icarus(tiny3, tmp_path):
     assert [(j["final"]["exit_layer"], j["final"]["exit"]) for j in jobs] == [
         (1, 1), (2, 1), (3, 0)]
     assert jobs[2]["commands"][-1]["op"] == "END"
+    # Every program starts at EMBED, whose act words are compared like any other command's.
+    for job in jobs:
+        assert job["commands"][0]["pc"] == 0 and job["commands"][0]["op"] == "EMBED"
+        assert job["commands"][0]["act"] and "reram" in job["loads"]
     result = tmp_path / "result.json"
     # The same design object as `edgebert sim --small` (converted to Verilog once per process).
     res = run_cocotb(accelerator_for(tiny3, small=True), "accelerator", "sim.tb_system",
