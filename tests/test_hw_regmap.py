@@ -90,7 +90,7 @@ def test_shared_constants_match_the_gateware():
 
 
 def test_embedding_table_registers_bound_every_index_and_fit_the_top():
-    from amaranth.hdl import Shape
+    from amaranth.hdl import Fragment, Shape
 
     from hw.top.top import Top
 
@@ -100,6 +100,7 @@ def test_embedding_table_registers_bound_every_index_and_fit_the_top():
     top = Top(memmap=MemoryMap(n=4, reram_bytes=1024, act_words=64, aux_words=64,
                                wmask_words=64, wval_words=64, wbias_words=16, desc_words=8,
                                prog_words=16))
+    Fragment.get(top, None)  # elaborated, so that none of its parts is left unused
     for name, port in (("VOCAB_ROWS", "vocab_rows"), ("SEG_ROWS", "seg_rows"),
                        ("POS_ROWS", "pos_rows")):
         (f,) = rm[name].fields
