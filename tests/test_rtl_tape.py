@@ -4,6 +4,7 @@ that exit at layer 1, at layer 2 and never, on Icarus and on Verilator (the simu
 n = 16 runs, `python -m sim.top_default`); and the comparison catches what it must."""
 
 import copy
+import re
 
 import pytest
 
@@ -17,6 +18,7 @@ from sim.tape_run import sentence_cases, top_for
 from sim.top_bench import bench_setup
 from sw.program.layout import lay_out
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
+from tests.test_sw_default_image import ROOT
 
 _MM = MemoryMap(**{k: _TINY[k] for k in _MEMMAP_KEYS})
 
@@ -113,3 +115,30 @@ def test_tape_bench_needs_the_tops_ports():
     text = "module top(clk, start);\n  input clk;\n  input start;\nendmodule\n"
     with pytest.raises(ValueError, match="lacks the ports .*cmd_pc"):
         tape_bench.tb_verilog(text, 4, {"ctl": 1, "chk": 1})
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_compare_with_the_tape_bench(tmp_path, capsys, monkeypatch):
+    require_simulator("icarus")
+    import sim.tape_run
+    from sw.cli import main
+
+    path = ROOT / "sw" / "assets" / "tiny3.ebimg"
+    argv = ["compare", str(path), "--small", "--bench", "tape", "--sentence", TINY_SENTENCES[0]]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(r"^ +(\d+)  (\w+) +([\d,]+) +([\d,]+)  (equal|DIFFER)", out, re.M)
+    # From EMBED (command 0) to the exit at layer 1 (command 18), every count equal.
+    assert [int(r[0]) for r in rows] == list(range(19))
+    assert rows[0][1] == "EMBED" and rows[-1][1] == "ENTROPY"
+    assert all(r[2] == r[3] and r[4] == "equal" for r in rows)
+    assert re.search(r"exit layer 1 \(golden 1\), ([\d,]+) RTL cycles \(model \1\)", out)
+    assert "1 of 1 sentence(s) bit-exact on icarus, tape bench" in out
+
+    def differ(*a, **k):
+        raise tape_bench.TapeMismatch("sentence 0 command 2 (MATMUL): act word 5 bank 1 is 80, "
+                                      "golden 0")
+    monkeypatch.setattr(sim.tape_run, "run_cases", differ)
+    assert main(argv) == 1
+    assert "MISMATCH: sentence 0 command 2 (MATMUL): act word 5 bank 1" in capsys.readouterr().out
