@@ -12,9 +12,11 @@ with ``--binary`` (no VPI) and Icarus runs it as well:
   value[55:0]``: *write the next ``value`` payloads of port ``arg``* (one per cycle), *clear
   the next ``value`` act words of the clear tape* (zeros, every byte enabled: the words the
   last sentence wrote), *set input ``arg`` to ``value``* (the ports' configuration), *start at
-  pc ``value`` and wait for ``done``*, *finish*. Tape depths have room to spare (a memory's
-  size, or sixteen times it for what is written per sentence), so the bench, and its build,
-  stay the same across images of one memory map and runs of up to a few hundred sentences.
+  pc ``value[15:0]`` and wait for ``done``, at most ``value[55:16]`` cycles* (twice the
+  model's cycles plus 1,000: a hang ends the run with ``T``), *finish*. Tape depths have room
+  to spare (a memory's size, or sixteen times it for what is written per sentence), so the
+  bench, and its build, stay the same across images of one memory map and runs of up to a few
+  hundred sentences.
 * **Dump** (``dump.txt``): at every cycle in which ``cmd_done`` is high, a ``C`` line with the
   command's pc, counters, H and exit flag, DVFS decision, then a ``W`` line per act word that
   the check tape lists for that command (every bank's word, read hierarchically from the top's
@@ -99,7 +101,10 @@ def tapes(setup, directory):
         dirty = {int(w) for c in case["commands"] for w in c.get("words", {})}
         write("prog", list(enumerate(case["prog"])))
         write("aux", [(int(k), v) for k, v in case["tokens"].items()])
-        ctl.append(_OP_START << 60 | 0)
+        # The sentence's cycle limit: twice the model's cycles plus slack (a hang is reported
+        # as "T", never waited out).
+        limit = 2 * sum(c["cycles"] for c in case["commands"]) + 1000
+        ctl.append(_OP_START << 60 | limit << 16 | 0)
         for c in case["commands"]:
             chk.extend(int(w) for w in c.get("words", {}))
             chk.append(_END)
@@ -128,7 +133,7 @@ def tapes(setup, directory):
     return depths
 
 
-def tb_verilog(top_verilog, n, depths, *, max_cycles=10**8):
+def tb_verilog(top_verilog, n, depths):
     """The Verilog-2005 bench (``module tb``) for ``module top`` in ``top_verilog`` with ``n``
     act banks and tape ``depths`` (:func:`tapes`)."""
     ports = _ports(top_verilog)
@@ -159,7 +164,7 @@ def tb_verilog(top_verilog, n, depths, *, max_cycles=10**8):
               f"  reg [31:0] chk [0:{depths['chk'] - 1}];",
               f"  reg [31:0] clr [0:{depths['clr'] - 1}];", "  integer tp_clr;",
               "  reg [63:0] rec;", "  reg running, done_q;",
-              "  integer fd, cp, kp, remaining, port, cycles, started;",
+              "  integer fd, cp, kp, remaining, port, cycles, started;", "  reg [39:0] limit;",
               "  initial begin",
               '    $readmemh("tape_ctl.hex", ctl);', '    $readmemh("tape_chk.hex", chk);',
               '    $readmemh("tape_clr.hex", clr); tp_clr = 0;']
@@ -187,7 +192,7 @@ def tb_verilog(top_verilog, n, depths, *, max_cycles=10**8):
               + ", ".join(DONE_FIELDS) + ", cycles - started);",
               "        running = 0;", "      end",
               "      done_q = done;",
-              f"      if (cycles - started > {max_cycles}) begin",
+              "      if (cycles - started > limit) begin",
               '        $fwrite(fd, "T\\n"); $fclose(fd); $finish;', "      end",
               "    end else if (remaining > 0) begin",
               "      case (port)"]
@@ -207,7 +212,8 @@ def tb_verilog(top_verilog, n, depths, *, max_cycles=10**8):
               f"        {_OP_CONFIG}: case (rec[59:56])"]
     lines += [f"          {i}: {name} = rec[55:0];" for i, name in enumerate(CONFIG)]
     lines += ["        endcase",
-              f"        {_OP_START}: begin start_pc = rec[55:0]; start = 1; running = 1; "
+              f"        {_OP_START}: begin start_pc = rec[15:0]; limit = rec[55:16]; start = 1; "
+              "running = 1; "
               "done_q = 1; started = cycles; end",
               "        default: begin $fclose(fd); $finish; end",
               "      endcase", "    end", "  end", "endmodule", ""]
@@ -239,7 +245,7 @@ int main(int argc, char** argv) {
 
 
 def build(top_verilog, build_dir, n, depths, simulator="verilator", *, cxx_opt="-O1",
-          jobs=2, max_cycles=10**8):
+          jobs=2):
     """Build bench + top in ``build_dir`` (skipped when the sources are unchanged and the
     executable exists). Returns ``(executable, seconds)``; 0 s when reused."""
     from sim.runner import _check_simulator, _prepare_env, verilator_bin_dir
@@ -247,7 +253,7 @@ def build(top_verilog, build_dir, n, depths, simulator="verilator", *, cxx_opt="
     _prepare_env(_check_simulator(simulator))
     build_dir = Path(build_dir)
     build_dir.mkdir(parents=True, exist_ok=True)
-    tb = tb_verilog(top_verilog, n, depths, max_cycles=max_cycles)
+    tb = tb_verilog(top_verilog, n, depths)
     exe = build_dir / ("obj/Vtb" if simulator == "verilator" else "tb.vvp")
     src = {"top.v": top_verilog, "tb.v": tb}
     if exe.exists() and all((build_dir / f).exists() and (build_dir / f).read_text() == t

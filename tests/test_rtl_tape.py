@@ -142,3 +142,26 @@ def test_compare_with_the_tape_bench(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sim.tape_run, "run_cases", differ)
     assert main(argv) == 1
     assert "MISMATCH: sentence 0 command 2 (MATMUL): act word 5 bank 1" in capsys.readouterr().out
+
+
+@pytest.mark.rtl
+@pytest.mark.slow
+def test_tape_bench_stops_a_sentence_past_its_cycle_limit(tiny, tmp_path):
+    # The tape gives each sentence twice its modelled cycles plus 1,000. A case whose model
+    # claims 10 cycles a command gets a limit the real run passes: the bench stops it, and
+    # the comparison (with the true case) reports where.
+    require_simulator("icarus")
+    lay, setup, text = tiny
+    case = setup["sentences"][2]
+    short = copy.deepcopy(case)
+    for c in short["commands"]:
+        c["cycles"] = 10
+    limit = 2 * 10 * len(short["commands"]) + 1000
+    dump = _play((lay, {**setup, "sentences": [short]}, text), "icarus", tmp_path)
+    assert dump.splitlines()[-1] == "T"
+    with pytest.raises(tape_bench.TapeMismatch, match="passed the cycle limit before command"):
+        tape_bench.compare_dump(dump, [case])
+    # The commands before the limit were compared, and they ran in fewer cycles than it.
+    done = [line for line in dump.splitlines() if line.startswith("C ")]
+    assert 0 < len(done) < len(case["commands"])
+    assert sum(c["cycles"] for c in case["commands"][:len(done)]) <= limit
