@@ -83,7 +83,6 @@ def matmul_stage(ctx, status):
     dst_stride = Mux(is_act, afs["dst_stride"], mfs["dst_stride"])
     # Y responses come a cycle after their request: the write follows them.
     yd_valid, yd_j, yd_addr = Signal(), Signal(range(n)), Signal(18, name="yd_addr")
-    seq_v = Signal()
 
     def dispatch():
         with m.Elif(is_op[Op.MATMUL]):
@@ -119,7 +118,7 @@ def matmul_stage(ctx, status):
                     with m.Else():
                         m.next = "ESTART"
         with m.State("WCOPY"):
-            m.d.comb += [seq_v.eq(1), eng.v_w.valid.eq(1), eng.v_w.payload.addr.eq(taddr),
+            m.d.comb += [eng.v_w.valid.eq(1), eng.v_w.payload.addr.eq(taddr),
                          eng.v_w.payload.data.eq(Array(p.data for p in mem.act_a)[jj])]
             walk_step(True)
             with m.If(jj == n - 1):
