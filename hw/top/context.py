@@ -7,6 +7,13 @@ the command register's fields; each stage (:mod:`hw.top.matmul_stage`,
 it that adds the stage's datapath to the module and returns a :class:`Stage`: its branches of
 the check cycle and its FSM states, which :func:`hw.top.sequencer.build_sequencer` places
 inside its ``m.FSM()``.
+
+The order in which :meth:`~hw.top.top.Top.elaborate` calls them matters: the last ``comb``
+assignment to a signal wins (a stage's port addresses override the defaults; the matmul
+stage's Y write-back, after the FSM, overrides the states' act writes), and FSM states are
+numbered in the order they are first named. A stage's signals are locals of its function
+shared by its closures; ``name=`` on the last signal of some tuple assignments keeps the name
+Amaranth gave it when the top was one function (``docs/structure.md``).
 """
 
 from collections.abc import Callable

@@ -2,7 +2,7 @@
 
 The embedding unit (:class:`hw.embed_unit.EmbedUnit`) starts in the check cycle with the
 command's fields and the :data:`hw.isa.EMBED_DESC` descriptor (read in the decode cycle); in
-``EMBED`` it reads the token entries from aux (``tok_addr``, act's port ``aux_a``), the rows
+``EMBED`` it reads the token entries from aux (``tok_addr``, through port ``aux_a``), the rows
 of its tables from the ReRAM store (:class:`hw.reram.ReramStore`) and its output beats go into
 act as they come (beat of row ``r``, column tile ``c``: bank ``r % n`` of word
 ``dst_base + (r // n) * dst_stride + c``). The command costs ``FETCH_CYCLES`` plus the unit's
