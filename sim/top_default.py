@@ -152,7 +152,7 @@ def main(argv=None):
         hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
         t0 = time.perf_counter()
         images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
-        # The default image's DVFS table has 16 bins (Top's default holds 8).
+        # The default image's DVFS table has 16 bins.
         top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
                   dvfs_bins=max(16, lay.dvfs_bins), max_layers=max(16, lay.config["layers"]),
                   reram_external=True, reram_init_file=str(hexfile))

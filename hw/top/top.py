@@ -64,7 +64,8 @@ class Top(wiring.Component):
     max_classes : int
         Most ENTROPY classes.
     dvfs_bins : int
-        DVFS table entries (a program's ``bins`` must not exceed it, nor the aux word bytes).
+        DVFS table entries (a program's ``bins`` must not exceed it, nor the aux word bytes);
+        16 by default, the committed default image's table.
     max_layers : int
         Entries of the entropy record.
     init : dict or None
@@ -115,7 +116,7 @@ class Top(wiring.Component):
     """
 
     def __init__(self, *, memmap: MemoryMap = MemoryMap(n=4), fmt: AFFormat = DEFAULT_AF,
-                 max_k=1024, max_len=256, max_classes=64, dvfs_bins=8, max_layers=16,
+                 max_k=1024, max_len=256, max_classes=64, dvfs_bins=16, max_layers=16,
                  init=None, reram_external=False, reram_init_file=""):
         if not isinstance(memmap, MemoryMap):
             raise TypeError(f"memmap must be a MemoryMap, not {memmap!r}")
