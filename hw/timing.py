@@ -12,7 +12,7 @@ __all__ = ["FETCH_CYCLES", "EMBED_ROW_OVERHEAD", "EMBED_SUM_LATENCY", "DVFS_CYCL
 
 # Every command: read the program word (1), latch it and read the matrix descriptor (1), check
 # it and set up the unit (1); the sequencer fetches the next command in the cycle after the
-# command's last one (hw.top.top).
+# command's last one (hw.top.sequencer, hw.top.status).
 FETCH_CYCLES = 3
 # MATMUL and MATMUL_ACT besides the copies and the engine's own cycles (its cyc_total): the
 # start cycle, the cycle the engine's done is seen, the last Y word's read latency.

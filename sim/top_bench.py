@@ -252,10 +252,12 @@ def sentence_case(lay, program_bytes, golden, costs, tokens):
             "commands": out}
 
 
-def bench_setup(lay, top, *, reram=False):
+def bench_setup(lay, top, *, reram=False, preload=()):
     """What :mod:`sim.tb_top` loads before the sentences: the weight memories' words, the
     ports' configuration and the payload address widths; the ReRAM words if ``reram`` (a top
-    built without ReRAM contents)."""
+    built without ReRAM contents); under ``"preload"`` the words of the memories named in
+    ``preload`` (e.g. aux and desc, for a top built without initial contents:
+    :mod:`sim.tape_bench` loads them through the host ports)."""
     syms = lay.symbols
     mm = lay.memmap
     out = {"n": lay.n, "nb": lay.fmt.n_bits,
@@ -266,6 +268,7 @@ def bench_setup(lay, top, *, reram=False):
                          "aux": (mm.aux_words - 1).bit_length(),
                          "act": (mm.act_words - 1).bit_length(),
                          "prog": (mm.prog_words - 1).bit_length(),
+                         "desc": (mm.depth("desc") - 1).bit_length(),
                          "reram": (mm.depth("reram") - 1).bit_length()},
            "config": {"act_mask_base": syms["wmask"]["act.ones"],
                       "act_value_base": syms["wval"]["act.values"],
@@ -281,4 +284,6 @@ def bench_setup(lay, top, *, reram=False):
                  for m, lay_ in host_layouts(mm, lay.fmt.n_bits).items() if "en" in lay_.members}
     if reram:
         out["reram"] = _words(lay, "reram")
+    if preload:
+        out["preload"] = {m: _words(lay, m) for m in preload}
     return out

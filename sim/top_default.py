@@ -26,25 +26,6 @@ __all__ = ["main", "run_verilog"]
 DEFAULT_IMAGE = Path(__file__).resolve().parent.parent / "sw" / "assets" / "sst2_default.ebimg"
 
 
-def _sentences(lay, texts, early_exit):
-    from sim.top_bench import sentence_case, token_words
-    from sw.program.compiler import compile_program
-    from sw.program.cycles import program_costs
-    from sw.program.executor import GoldenExecutor
-    from sw.program.frontend import encode_texts
-
-    ex = GoldenExecutor(lay)
-    enc, _ = encode_texts(lay, texts)
-    out = []
-    for e in enc:
-        words = compile_program(lay, e.length, early_exit=early_exit).program_bytes()
-        golden = ex.run(words, e.rows[None], e.segments[None], trace=True)
-        costs = program_costs(words, ex, e.rows)
-        out.append((e.length, sentence_case(lay, words, golden, costs,
-                                            token_words(lay, e.rows, e.segments)), costs))
-    return out
-
-
 def run_verilog(text, build_dir, simulator, params, *, cxx_opt=None):
     """Build Verilog ``text`` (module ``top``; e.g. with :func:`hw.reram.external_verilog`
     appended, which :func:`sim.runner.run_cocotb` cannot take) in ``build_dir`` and run
@@ -104,13 +85,18 @@ def main(argv=None):
     ap.add_argument("--tokens", type=int, default=32,
                     help="length of the all-layers sentence (0: none)")
     ap.add_argument("--simulator", choices=("verilator", "icarus"), default="verilator")
+    ap.add_argument("--bench", choices=("tape", "cocotb"), default="tape",
+                    help="tape (default): the generated Verilog bench of sim.tape_bench, no "
+                         "Python in the loop; cocotb: sim.tb_top through VPI (slow at n = 16)")
     ap.add_argument("--out", type=Path, default=Path("build/top_default"))
-    ap.add_argument("--cxx-opt", default="-O0",
-                    help="C++ optimisation of the Verilator build (default -O0: the -Os build "
-                         "of the n = 16 top took over an hour on 2 cores)")
+    ap.add_argument("--cxx-opt", default=None,
+                    help="C++ optimisation of the Verilator build (default: -O1 for the tape "
+                         "bench; -O0 for cocotb, whose -Os build of the n = 16 top took over "
+                         "an hour on 2 cores)")
     ap.add_argument("--reuse-build", action="store_true",
                     help="run the simulator build already in OUT (no Verilog, no build)")
     args = ap.parse_args(argv)
+    cxx_opt = args.cxx_opt or ("-O1" if args.bench == "tape" else "-O0")
 
     import torch
 
@@ -119,6 +105,7 @@ def main(argv=None):
     from hw.top.memories import word_images
     from hw.top.top import Top
     from hw.verilog_out import to_verilog
+    from sim.tape_run import run_cases, sentence_cases
     from sim.top_bench import bench_setup
     from sw.data import load_split, resolve_data_dir
     from sw.image import read_image
@@ -135,35 +122,58 @@ def main(argv=None):
     if long is None and args.tokens:
         raise SystemExit(f"no dev sentence has {args.tokens} tokens")
     t0 = time.perf_counter()
-    cases = _sentences(lay, [long], early_exit=False) if args.tokens else []
-    cases += _sentences(lay, texts[:args.count], early_exit=True)
+    cases = sentence_cases(lay, [long], early_exit=False) if args.tokens else []
+    if args.count:
+        cases += sentence_cases(lay, texts[:args.count], early_exit=True)
     golden_s = time.perf_counter() - t0
+    print(f"golden executor and cycle model: {len(cases)} sentences in {golden_s:.1f} s",
+          flush=True)
 
-    hexfile = out / "reram.hex"
-    hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
-    images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
-    t0 = time.perf_counter()
-    # The image's DVFS table has 16 bins (Top's default holds 8).
-    top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
-              dvfs_bins=max(8, lay.dvfs_bins), max_layers=max(16, lay.config["layers"]),
-              reram_external=True, reram_init_file=str(hexfile))
-    text = None
-    if not args.reuse_build:
-        text = to_verilog(top, name="top") + external_verilog()
-    verilog_s = time.perf_counter() - t0
-    if text is not None:
-        print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
-    setup = bench_setup(lay, top)
-    setup["sentences"] = [c for _, c, _ in cases]
-    (out / "cases.json").write_text(json.dumps(setup))
-    report_path = out / "rtl.json"
-    build_s, run_s = run_verilog(text, out / args.simulator, args.simulator,
-                                 {"cases": str(out / "cases.json"), "report": str(report_path)},
-                                 cxx_opt=args.cxx_opt)
-    print(f"{args.simulator} build {build_s:.1f} s, run {run_s:.1f} s", flush=True)
-    rtl = json.loads(report_path.read_text())
-    report = {"simulator": args.simulator, "verilog_s": verilog_s, "build_s": build_s,
-              "golden_s": golden_s, "run_s": run_s, "load_s": rtl["load_s"], "sentences": []}
+    tape = args.bench == "tape"
+    run_dir = out / (f"tape-{args.simulator}" if tape else args.simulator)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if tape:
+        # The top holds no image contents (the tapes load every memory; the ReRAM store reads
+        # reram.hex from the run directory): one build serves every image of a memory map.
+        text = (run_dir / "top.v").read_text() if args.reuse_build else None
+        r = run_cases(lay, [c for _, c, _ in cases], simulator=args.simulator,
+                      run_dir=run_dir, cxx_opt=cxx_opt, text=text)
+        verilog_s, build_s, run_s = r["verilog_s"], r["build_s"], r["run_s"]
+        print(f"Verilog {verilog_s:.1f} s (0: cached), {args.simulator} build {build_s:.1f} s "
+              f"(0: unchanged), run {run_s:.1f} s", flush=True)
+        # One wall time for the whole tape (loading every memory included), split over the
+        # sentences in proportion to their cycles.
+        total = sum(x["cycles"] for x in r["results"]) or 1
+        for x in r["results"]:
+            x["wall_s"] = run_s * x["cycles"] / total
+        rtl = {"load_s": 0.0, "sentences": r["results"]}
+    else:
+        hexfile = run_dir / "reram.hex"
+        hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
+        t0 = time.perf_counter()
+        images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
+        # The default image's DVFS table has 16 bins.
+        top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
+                  dvfs_bins=max(16, lay.dvfs_bins), max_layers=max(16, lay.config["layers"]),
+                  reram_external=True, reram_init_file=str(hexfile))
+        text = None
+        if not args.reuse_build:
+            text = to_verilog(top, name="top") + external_verilog()
+        verilog_s = time.perf_counter() - t0
+        if text is not None:
+            print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
+        setup = bench_setup(lay, top)
+        setup["sentences"] = [c for _, c, _ in cases]
+        (out / "cases.json").write_text(json.dumps(setup))
+        report_path = out / "rtl.json"
+        build_s, run_s = run_verilog(text, run_dir, args.simulator,
+                                     {"cases": str(out / "cases.json"),
+                                      "report": str(report_path)}, cxx_opt=cxx_opt)
+        print(f"{args.simulator} build {build_s:.1f} s, run {run_s:.1f} s", flush=True)
+        rtl = json.loads(report_path.read_text())
+    report = {"simulator": args.simulator, "bench": args.bench, "cxx_opt": cxx_opt,
+              "verilog_s": verilog_s, "build_s": build_s, "golden_s": golden_s,
+              "run_s": run_s, "load_s": rtl["load_s"], "sentences": []}
     for (length, case, _), got in zip(cases, rtl["sentences"], strict=True):
         report["sentences"].append({"tokens": length, "commands": len(case["commands"]),
                                     "exit_layer": case["exit_layer"], "cycles": got["cycles"],
@@ -189,11 +199,13 @@ def main(argv=None):
         for u, v in sorted(units.items(), key=lambda kv: -kv[1]):
             print(f"  {u:10s} {v:8d} cycles ({v / total:.1%})")
     rest = report["sentences"][1 if args.tokens else 0:]
-    print(f"{len(rest)} dev sentences with early exit: every command bit-exact, counters = "
+    if rest:
+        print(f"{len(rest)} dev sentences with early exit: every command bit-exact, counters = "
           f"model; {sum(s['cycles'] for s in rest)} cycles in "
-          f"{sum(s['wall_s'] for s in rest):.1f} s")
+              f"{sum(s['wall_s'] for s in rest):.1f} s")
     print(f"Verilog {verilog_s:.1f} s, build {build_s:.1f} s, simulator run {run_s:.1f} s "
-          f"(loads {rtl['load_s']:.1f} s); report: {out / 'report.json'}")
+          f"({args.bench} bench; cocotb loads {rtl['load_s']:.1f} s); report: "
+          f"{out / 'report.json'}")
     return 0
 
 

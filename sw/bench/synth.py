@@ -107,7 +107,8 @@ def run(args):
         try:
             r = synthesize(top, name=name, board=board, params=params, build_dir=build_dir,
                            seed=args.seed, nice=args.nice, timeout_s=args.timeout,
-                           dsp=not args.no_dsp, lut_units=args.lut_unit)
+                           dsp=not args.no_dsp, lut_units=args.lut_unit,
+                           router=args.router)
         except FlowError as e:
             r = {"block": name, "board": board.name, "params": params,
                  "error": str(e).splitlines()[0], "kind": e.kind, "log": str(e.log)}

@@ -32,6 +32,9 @@ def add_tool_options(p):
                         "(repeatable; softmax, layernorm, entropy): for a design that needs more "
                         "DSP blocks than the device has")
     p.add_argument("--seed", type=int, default=1, help="nextpnr placement seed (default: 1)")
+    p.add_argument("--router", choices=("router1", "router2"), default="router1",
+                   help="nextpnr's router (default: router1; router2 is its newer router for "
+                        "large, congested designs)")
     p.add_argument("--nice", type=int, default=0, metavar="N",
                    help="run the tools at this niceness, 0..19 (default: 0)")
     p.add_argument("--timeout", type=float, default=None, metavar="S",
@@ -105,7 +108,8 @@ def run(args):
                 r = synthesize(block.build(**params), name=name, board=board, params=params,
                                build_dir=args.out / f"{name}-{board.name}", target_mhz=args.freq,
                                seed=args.seed, nice=args.nice, timeout_s=args.timeout,
-                               dsp=not args.no_dsp, lut_units=args.lut_unit)
+                               dsp=not args.no_dsp, lut_units=args.lut_unit,
+                               router=args.router)
             except FlowError as e:
                 print(f"edgebert synth: error: {e}", file=sys.stderr)
                 r = {"block": name, "board": board.name, "params": params,

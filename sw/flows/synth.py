@@ -256,7 +256,7 @@ def _block_cells(stat, module, family):
 
 
 def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, timeout_s=None,
-               params=None, dsp=True, lut_units=()):
+               params=None, dsp=True, lut_units=(), router="router1"):
     """Build ``dut`` (an Amaranth component) inside :class:`SynthHarness` for ``board``.
 
     Writes everything to ``build_dir`` (the amaranth build products, the tools' logs
@@ -265,7 +265,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     failing step and its log when a tool fails or the design does not fit the device.
     ``dsp=False`` maps multipliers to LUTs instead of DSP blocks; ``lut_units`` (names of
     :data:`LUT_UNITS`) only those of these units, so that a design needing more DSP blocks than
-    the device has can still be placed.
+    the device has can still be placed. ``router`` is nextpnr's (``router1`` or
+    ``router2``).
     """
     with checked_construction(dut):
         board = get_board(board) if isinstance(board, str) else board
@@ -281,7 +282,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     while True:
         returncode, log = _run_tools(platform, harness, build_dir, top, name, board, keep=keep,
                                      dsp=dsp, seed=seed, nice=nice, timeout_s=timeout_s,
-                                     lut_units=lut_units)
+                                     lut_units=lut_units, router=router)
         if returncode == 0:
             break
         rpt = build_dir / f"{top}.rpt"
@@ -319,6 +320,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
                     **harness.overhead},
         "dsp": bool(dsp),
         "lut_units": sorted(lut_units),
+        "router": router,
         "seed": int(seed),
         "wall_s": round(wall_s, 1),
         "build_dir": str(build_dir),
@@ -330,7 +332,7 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
 
 
 def _run_tools(platform, harness, build_dir, top, name, board, *, keep, dsp, seed, nice,
-               timeout_s, lut_units=()):
+               timeout_s, lut_units=(), router="router1"):
     """Write the amaranth build plan into a fresh ``build_dir`` and run it; returns the exit
     status and the path of the combined log. Raises :class:`FlowError` on elaboration errors
     and timeouts."""
@@ -346,15 +348,18 @@ def _run_tools(platform, harness, build_dir, top, name, board, *, keep, dsp, see
         after_read.append(f"setattr -mod -set keep_hierarchy 1 {top}.dut")
     for unit in sorted(lut_units):
         # The unit's generic multipliers become Booth multipliers (LUTs) before synth_ecp5
-        # maps the rest to DSP blocks: the unit is the DUT's submodule of that name, or the
-        # DUT itself when the block is the unit.
-        sel = f"{top}.dut" + ("*" if name == unit else f".{unit}*")
+        # maps the rest to DSP blocks: the unit is a submodule of that name at any depth under
+        # the DUT (the top's `top.dut.entropy`, the accelerator's `top.dut.top.entropy`), or
+        # the DUT itself when the block is the unit.
+        sel = f"{top}.dut" + ("*" if name == unit else f"*.{unit}*")
         after_read.append(f"proc {sel}; booth {sel}")
     if after_read:
         overrides["script_after_read"] = "\n".join(after_read)
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
     # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
-    overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail"
+    if router not in ("router1", "router2"):
+        raise ValueError(f"router must be router1 or router2, not {router!r}")
+    overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail --router {router}"
     try:
         plan = platform.prepare(harness, name=top, **overrides)
     except Exception as e:
