@@ -320,26 +320,26 @@ async def bad_input(dut):
         await bench.must_set("CTRL", _CTRL["soft_reset"])
         await bench.must_set("IRQ_STATUS", 0x3F)
 
+    async def stopped_with(cycles, code, pc, what):
+        """The program stops with ``code`` at ``pc`` (IRQ within ``cycles``), idle again."""
+        await bench.wait_irq(cycles)
+        b.check(await bench.reg("ERROR"), code, f"ERROR, {what}")
+        b.check(await bench.reg("ERROR_PC"), pc, f"ERROR_PC, {what}")
+        b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, f"idle after {what}")
+        await bench.must_set("IRQ_STATUS", 0x3F)
+
     # An illegal command word: ILLEGAL_OPCODE at its pc, the accelerator idle again.
     b.check(await bench.load("prog", (0xF).to_bytes(16, "little")), AxiResp.OKAY, "prog")
     await bench.must_set("PROG_BASE", 0)
     await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
-    await bench.wait_irq(1000)
-    b.check(await bench.reg("ERROR"), ErrorCode.ILLEGAL_OPCODE, "ERROR, opcode 15")
-    b.check(await bench.reg("ERROR_PC"), 0, "ERROR_PC")
-    b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the error")
-    await bench.must_set("IRQ_STATUS", 0x3F)
+    await stopped_with(1000, ErrorCode.ILLEGAL_OPCODE, 0, "opcode 15")
 
     # A token row at VOCAB_ROWS: EMBED (command 0) stops with UNIT_ERROR, never a hang.
     await bench.load_job()
     await bench.configure()
     await bench.must_set("VOCAB_ROWS", max(job["token_rows"]))
     await bench.must_set("CTRL", _CTRL["irq_en"] | _CTRL["start"])
-    await bench.wait_irq(10_000)
-    b.check(await bench.reg("ERROR"), ErrorCode.UNIT_ERROR, "a token row beyond VOCAB_ROWS")
-    b.check(await bench.reg("ERROR_PC"), 0, "ERROR_PC of the EMBED")
-    b.check(await bench.reg("STATUS") & _STATUS["busy"], 0, "idle after the EMBED error")
-    await bench.must_set("IRQ_STATUS", 0x3F)
+    await stopped_with(10_000, ErrorCode.UNIT_ERROR, 0, "a token row beyond VOCAB_ROWS")
 
     # The watchdog stops a program that runs too long; loads while it runs are refused.
     await bench.configure()
