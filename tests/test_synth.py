@@ -77,6 +77,7 @@ def test_flow_builds_small_block(tmp_path):
     assert 20 < r["fmax_mhz"] < 500 and r["target_mhz"] == 48.0
     assert r["meets_target"] == (r["fmax_mhz"] >= 48.0)
     assert r["critical_path"]["from"] and r["critical_path"]["to"]
+    assert r["router"] == "router1"
     saved = json.loads((tmp_path / "b" / "report.json").read_text())
     assert saved == r
     assert (tmp_path / "b" / "top.bin").exists()
@@ -113,6 +114,9 @@ def test_unknown_board_and_bad_options(tmp_path):
         make_platform("ulx3s-85f", -5)
     with pytest.raises(ValueError, match="nice must be an integer in 0..19, not 30"):
         synthesize(_RegAdder(), name="x", board="icebreaker", build_dir=tmp_path, nice=30)
+    with pytest.raises(ValueError, match="router must be router1 or router2, not 'router3'"):
+        synthesize(_RegAdder(), name="x", board="icebreaker", build_dir=tmp_path,
+                   router="router3")
 
 
 def test_cli_reports_unknown_board_and_block(capsys):

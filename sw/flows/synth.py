@@ -268,6 +268,8 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     the device has can still be placed. ``router`` is nextpnr's (``router1`` or
     ``router2``).
     """
+    if router not in ("router1", "router2"):
+        raise ValueError(f"router must be router1 or router2, not {router!r}")
     with checked_construction(dut):
         board = get_board(board) if isinstance(board, str) else board
         if not isinstance(nice, int) or not 0 <= nice <= 19:
@@ -357,8 +359,6 @@ def _run_tools(platform, harness, build_dir, top, name, board, *, keep, dsp, see
         overrides["script_after_read"] = "\n".join(after_read)
     overrides["script_after_synth"] = f"tee -q -o {top}.stat.json stat -json"
     # Timing is judged here, against the target: nextpnr must not stop at a failing clock.
-    if router not in ("router1", "router2"):
-        raise ValueError(f"router must be router1 or router2, not {router!r}")
     overrides["nextpnr_opts"] = f"--seed {int(seed)} --timing-allow-fail --router {router}"
     try:
         plan = platform.prepare(harness, name=top, **overrides)
