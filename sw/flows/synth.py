@@ -268,9 +268,9 @@ def synthesize(dut, *, name, board, build_dir, target_mhz=None, seed=1, nice=0, 
     the device has can still be placed. ``router`` is nextpnr's (``router1`` or
     ``router2``).
     """
-    if router not in ("router1", "router2"):
-        raise ValueError(f"router must be router1 or router2, not {router!r}")
     with checked_construction(dut):
+        if router not in ("router1", "router2"):
+            raise ValueError(f"router must be router1 or router2, not {router!r}")
         board = get_board(board) if isinstance(board, str) else board
         if not isinstance(nice, int) or not 0 <= nice <= 19:
             raise ValueError(f"nice must be an integer in 0..19, not {nice!r}")
