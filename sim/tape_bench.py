@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 __all__ = ["TapeMismatch", "tapes", "tb_verilog", "build", "run", "compare_dump",
-           "HOST_PORTS", "CMD_FIELDS"]
+           "HOST_PORTS", "CMD_FIELDS", "host_payload"]
 
 HOST_PORTS = ("wmask", "wval", "wbias", "reram", "act", "aux", "desc", "prog")
 CONFIG = ("act_mask_base", "act_value_base", "act_bias_base", "vocab_rows", "seg_rows",
@@ -62,6 +62,18 @@ def _ports(verilog):
     return out
 
 
+def host_payload(setup, port, addr, word):
+    """The payload of host port ``port`` that writes ``word`` at ``addr``, as
+    :func:`sim.top_bench.bench_setup` describes the ports: the address in the low bits, the
+    data above it and, on the ports with byte enables, every byte enabled."""
+    bits = setup["addr_bits"][port]
+    value = int(addr) | int(word) << bits
+    if port in setup.get("en", {}):
+        data_bits, en_bits = setup["en"][port]
+        value |= ((1 << en_bits) - 1) << (bits + data_bits)
+    return value
+
+
 def _pow2(k):
     return 1 << max(0, k - 1).bit_length()
 
@@ -70,19 +82,14 @@ def tapes(setup, directory):
     """Write the tapes of ``setup`` (:func:`sim.top_bench.bench_setup` plus ``"sentences"``,
     as :mod:`sim.tb_top` takes it) into ``directory``; return the depths the bench needs
     (``{"ctl": ..., "chk": ..., port: ...}``, powers of two)."""
-    bits, en = setup["addr_bits"], setup.get("en", {})
+    bits = setup["addr_bits"]
     payload = {p: [] for p in HOST_PORTS}
     ctl, chk, clr = [], [], []
 
     def write(port, items):
         if not items:
             return
-        for addr, word in items:
-            value = int(addr) | int(word) << bits[port]
-            if port in en:
-                data_bits, en_bits = en[port]
-                value |= ((1 << en_bits) - 1) << (bits[port] + data_bits)
-            payload[port].append(value)
+        payload[port].extend(host_payload(setup, port, a, w) for a, w in items)
         ctl.append(_OP_WRITE << 60 | HOST_PORTS.index(port) << 56 | len(items))
 
     for mem in ("wmask", "wval", "wbias"):
@@ -128,8 +135,7 @@ def tapes(setup, directory):
             "".join(f"{v:0{digits}x}\n" for v in rows) or "0\n")
         depths[name] = max(_pow2(len(rows)), floor[name])
     # A cleared act word: its address, zero data, every byte enabled.
-    data_bits, en_bits = en.get("act", (0, 0))
-    depths["clear_en"] = ((1 << en_bits) - 1) << (bits["act"] + data_bits)
+    depths["clear_en"] = host_payload(setup, "act", 0, 0)
     return depths
 
 

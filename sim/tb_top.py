@@ -23,6 +23,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ClockCycles, FallingEdge, First, ReadOnly, RisingEdge, Timer
 
 from sim.scoreboard import Scoreboard, params
+from sim.tape_bench import host_payload
 
 _COUNTERS = ("cycles", "mac", "skipped", "stall")
 _PORTS = ("act_reads", "act_writes", "aux_reads", "reram_reads")
@@ -50,7 +51,7 @@ class TopBench:
         await ClockCycles(dut.clk, 3)
         dut.rst.value = 0
 
-    async def write(self, port, words, bits):
+    async def write(self, port, words):
         """Host writes ``{addr: word}`` (or a list) through ``host_<port>``, one per cycle
         (the ports are ready while the top is idle)."""
         dut = self.dut
@@ -62,20 +63,15 @@ class TopBench:
                 continue        # the memories start at zero
             await FallingEdge(dut.clk)
             valid.value = 1
-            value = int(addr) | int(word) << bits
-            if port in self.s.get("en", {}):
-                data_bits, en_bits = self.s["en"][port]
-                value |= ((1 << en_bits) - 1) << (bits + data_bits)
-            payload.value = value
+            payload.value = host_payload(self.s, port, addr, word)
         await FallingEdge(dut.clk)
         valid.value = 0
 
     async def load(self):
-        bits = self.s["addr_bits"]
         for mem in ("wmask", "wval", "wbias"):
-            await self.write(mem, self.s["weights"][mem], bits[mem])
+            await self.write(mem, self.s["weights"][mem])
         if "reram" in self.s:
-            await self.write("reram", self.s["reram"], bits["reram"])
+            await self.write("reram", self.s["reram"])
         for name, v in self.s["config"].items():
             getattr(self.dut, name).value = v
 
@@ -100,11 +96,11 @@ class TopBench:
         return got
 
     async def sentence(self, case, max_ns):
-        dut, bits = self.dut, self.s["addr_bits"]
-        await self.write("act", dict.fromkeys(sorted(self.dirty), 0), bits["act"])
+        dut = self.dut
+        await self.write("act", dict.fromkeys(sorted(self.dirty), 0))
         self.dirty = {int(w) for c in case["commands"] for w in c.get("words", {})}
-        await self.write("prog", case["prog"], bits["prog"])
-        await self.write("aux", {int(k): v for k, v in case["tokens"].items()}, bits["aux"])
+        await self.write("prog", case["prog"])
+        await self.write("aux", {int(k): v for k, v in case["tokens"].items()})
         dut.start_pc.value = 0
         dut.start.value = 1
         await FallingEdge(dut.clk)
