@@ -4,6 +4,7 @@ comparison. Used by ``python -m sim.top_default`` and ``edgebert compare --bench
 
 import hashlib
 import time
+from inspect import signature
 from pathlib import Path
 
 __all__ = ["sentence_cases", "top_for", "cached_verilog", "run_cases"]
@@ -43,6 +44,12 @@ def top_for(lay, *, small=False):
     kwargs = {k: v for k, v in _TINY.items() if k not in _MEMMAP_KEYS} if small else {}
     kwargs.update(dvfs_bins=max(16, lay.dvfs_bins, kwargs.get("dvfs_bins", 0)),
                   max_layers=max(16, lay.config["layers"], kwargs.get("max_layers", 0)))
+    # LayerNorm rows are E or H wide and the embedding unit takes rows of up to max_len codes:
+    # an image wider than the top's default max_len (the 384-wide student) gets a top whose
+    # max_len is its widest row. Images within the default keep the default top.
+    widest = max(lay.config[k] for k in ("emb_dim", "hidden", "max_len"))
+    if widest > kwargs.get("max_len", signature(Top).parameters["max_len"].default):
+        kwargs["max_len"] = widest
     return Top(memmap=lay.memmap, fmt=lay.fmt, reram_external=True,
                reram_init_file="reram.hex", **kwargs), kwargs
 

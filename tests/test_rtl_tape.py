@@ -165,3 +165,22 @@ def test_tape_bench_stops_a_sentence_past_its_cycle_limit(tiny, tmp_path):
     done = [line for line in dump.splitlines() if line.startswith("C ")]
     assert 0 < len(done) < len(case["commands"])
     assert sum(c["cycles"] for c in case["commands"][:len(done)]) <= limit
+
+
+def test_top_for_widens_max_len_for_wide_rows():
+    """An image whose E or H is wider than the top's max_len (the 384-wide student on the
+    n = 16 top, whose default is 256) gets a top with max_len = its widest row: otherwise its
+    EMBED and LAYERNORM rows would be refused (UNIT_ERROR / BAD_FIELD). Images within the
+    default keep the default top (and its cached Verilog)."""
+    img, _ = build_tiny_image(9, layers=3)
+    lay = lay_out(img, _MM)
+    _, kwargs = top_for(lay, small=True)
+    assert kwargs["max_len"] == _TINY["max_len"]
+    wide = copy.copy(lay)
+    wide.config = {**lay.config, "hidden": 2 * _TINY["max_len"] + 16}
+    top, kwargs = top_for(wide, small=True)
+    assert kwargs["max_len"] == 2 * _TINY["max_len"] + 16
+    assert top._max_len == kwargs["max_len"]
+    big = copy.copy(lay)
+    big.config = {**lay.config, "emb_dim": _TINY["max_len"] + 32}
+    assert top_for(big, small=True)[1]["max_len"] == _TINY["max_len"] + 32
