@@ -69,3 +69,23 @@ def test_golden_executor_agrees_with_the_float_student_on_dev(dev_float):
     assert (g["labels_all_layers"] == res["labels_all_layers"]).double().mean() >= 0.99
     assert (g["labels_early_exit"] == res["labels_early_exit"]).double().mean() >= 0.99
     assert abs(g["avg_layers"] - res["avg_layers"]) <= 0.05
+
+
+def test_384_image_reads_back_and_fits_the_reram_budget():
+    """The second committed image (the 384-wide student, issue 20): byte-identical read-back,
+    its recorded summary matches it, and its ReRAM section (token table with masks and row
+    pointers, position and segment tables) fits the 2 MB eNVM budget of the memory map."""
+    from hw.memmap import MemoryMap
+    from sw.program.layout import lay_out
+
+    path = ROOT / "sw" / "assets" / "sst2_384.ebimg"
+    img = read_image(path)
+    assert image_bytes(img) == path.read_bytes()
+    recorded = json.loads(path.with_suffix(".json").read_text())
+    assert recorded["image_bytes"] == path.stat().st_size
+    assert recorded["sections"] == img.section_bytes()
+    c = img.meta["student_config"]
+    assert (c["hidden"], c["emb_dim"], c["heads"], c["ffn"]) == (384, 384, 12, 1536)
+    assert img.section_bytes()["reram"] <= MemoryMap(n=img.hw.n).reram_bytes == 2 * 1024 * 1024
+    lay = lay_out(img)
+    assert lay.memmap.reram_bytes == 2 * 1024 * 1024
