@@ -57,10 +57,13 @@ def _float_output(ex, img, cmd, rep, tok_rows, float_mask):
     if cmd.op is Op.SOFTMAX:
         s = dec(rep.read(cmd.x_base, cmd.x_stride, cmd.rows, cmd.cols), cmd.bias_in)
         cols = s.shape[-1]
-        h = next(int(k.split(".")[1]) for k, v in ex.lay.symbols["aux"].items()
-                 if k.startswith("mask.") and v == cmd.mask_addr)
+        name = next(k for k, v in ex.lay.symbols["aux"].items()
+                    if k.startswith("mask.") and v == cmd.mask_addr)
+        # A head's span mask, or mean pooling's mask of ones ("mask.mean").
+        mask = torch.ones(cols) if name == "mask.mean" else \
+            float_mask[int(name.split(".")[1]), :cols]
         s = s.masked_fill(torch.arange(cols) >= cmd.keys, float("-inf"))
-        p = torch.softmax(s, dim=-1) * float_mask[h, :cols]
+        p = torch.softmax(s, dim=-1) * mask
         if cmd.renorm:
             p = p / p.sum(-1, keepdim=True).clamp(min=1e-6)
         return encode(p, cmd.bias_out, fmt)
