@@ -44,12 +44,16 @@ def top_for(lay, *, small=False):
     kwargs = {k: v for k, v in _TINY.items() if k not in _MEMMAP_KEYS} if small else {}
     kwargs.update(dvfs_bins=max(16, lay.dvfs_bins, kwargs.get("dvfs_bins", 0)),
                   max_layers=max(16, lay.config["layers"], kwargs.get("max_layers", 0)))
-    # LayerNorm rows are E or H wide and the embedding unit takes rows of up to max_len codes:
-    # an image wider than the top's default max_len (the 384-wide student) gets a top whose
-    # max_len is its widest row. Images within the default keep the default top.
-    widest = max(lay.config[k] for k in ("emb_dim", "hidden", "max_len"))
-    if widest > kwargs.get("max_len", signature(Top).parameters["max_len"].default):
-        kwargs["max_len"] = widest
+    # LayerNorm rows are E or H wide, the embedding unit takes rows of up to max_len codes, and
+    # the engine's inner dimension K is E, H or the FFN width: an image larger than the top's
+    # defaults (the 384-wide student: H = 384, FFN 1,536) gets a top with max_len its widest
+    # row and max_k its largest K. Images within the defaults keep the default top.
+    c, default = lay.config, signature(Top).parameters
+    need = {"max_len": max(c[k] for k in ("emb_dim", "hidden", "max_len")),
+            "max_k": max(c[k] for k in ("emb_dim", "hidden", "ffn"))}
+    for k, v in need.items():
+        if v > kwargs.get(k, default[k].default):
+            kwargs[k] = v
     return Top(memmap=lay.memmap, fmt=lay.fmt, reram_external=True,
                reram_init_file="reram.hex", **kwargs), kwargs
 
