@@ -7,7 +7,7 @@ import time
 from inspect import signature
 from pathlib import Path
 
-__all__ = ["sentence_cases", "top_for", "cached_verilog", "run_cases"]
+__all__ = ["sentence_cases", "top_kwargs", "top_for", "cached_verilog", "run_cases"]
 
 _HW = Path(__file__).resolve().parent.parent / "hw"
 
@@ -34,10 +34,9 @@ def sentence_cases(lay, texts, early_exit):
     return out
 
 
-def top_for(lay, *, small=False):
-    """The :class:`~hw.top.top.Top` the tape bench runs ``lay`` on: the layout's memory map, no
-    image contents (the tapes load every memory), the ReRAM store as external storage that
-    reads ``reram.hex`` from the run directory, DVFS tables of up to 16 bins; ``small``: the
+def top_kwargs(lay, *, small=False):
+    """:class:`~hw.top.top.Top`'s parameters, other than the memory map, for running ``lay``:
+    DVFS tables of up to 16 bins (or the image's), 16 layers (or the image's); ``small``: the
     registered n = 4 block's other parameters."""
     from hw.top.top import _MEMMAP_KEYS, _TINY, Top
 
@@ -54,6 +53,17 @@ def top_for(lay, *, small=False):
     for k, v in need.items():
         if v > kwargs.get(k, default[k].default):
             kwargs[k] = v
+    return kwargs
+
+
+def top_for(lay, *, small=False):
+    """``(top, kwargs)``: the :class:`~hw.top.top.Top` the tape bench runs ``lay`` on, with the
+    layout's memory map, no image contents (the tapes load every memory), the ReRAM store as
+    external storage that reads ``reram.hex`` from the run directory, and the parameters of
+    :func:`top_kwargs`."""
+    from hw.top.top import Top
+
+    kwargs = top_kwargs(lay, small=small)
     return Top(memmap=lay.memmap, fmt=lay.fmt, reram_external=True,
                reram_init_file="reram.hex", **kwargs), kwargs
 

@@ -14,7 +14,7 @@ from hw.top.top import _MEMMAP_KEYS, _TINY
 from hw.verilog_out import to_verilog
 from sim import tape_bench
 from sim.runner import BUILD_ROOT, require_simulator
-from sim.tape_run import sentence_cases, top_for
+from sim.tape_run import sentence_cases, top_for, top_kwargs
 from sim.top_bench import bench_setup
 from sw.program.layout import lay_out
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
@@ -167,26 +167,26 @@ def test_tape_bench_stops_a_sentence_past_its_cycle_limit(tiny, tmp_path):
     assert sum(c["cycles"] for c in case["commands"][:len(done)]) <= limit
 
 
-def test_top_for_widens_max_len_and_max_k_for_a_larger_image():
+def test_top_kwargs_widen_max_len_and_max_k_for_a_larger_image():
     """An image whose E or H is wider than the top's max_len, or whose FFN is wider than its
     max_k (the 384-wide student on the n = 16 top: 384 > 256, 1,536 > 1,024), gets a top with
     max_len = its widest row and max_k = its largest K: otherwise its EMBED, LAYERNORM and
     FFN-2 MATMUL would stop with UNIT_ERROR. Images within the defaults keep the default top
-    (and its cached Verilog)."""
+    (and its cached Verilog). No top is built here (an unused one would warn)."""
     img, _ = build_tiny_image(9, layers=3)
     lay = lay_out(img, _MM)
-    _, kwargs = top_for(lay, small=True)
+    kwargs = top_kwargs(lay, small=True)
     assert (kwargs["max_len"], kwargs["max_k"]) == (_TINY["max_len"], _TINY["max_k"])
-    wide = copy.copy(lay)
-    wide.config = {**lay.config, "hidden": 2 * _TINY["max_len"] + 16}
-    top, kwargs = top_for(wide, small=True)
-    assert kwargs["max_len"] == 2 * _TINY["max_len"] + 16
-    assert top._max_len == kwargs["max_len"]
-    assert kwargs["max_k"] == 2 * _TINY["max_len"] + 16     # H is the K of most matrices
-    big = copy.copy(lay)
-    big.config = {**lay.config, "emb_dim": _TINY["max_len"] + 32}
-    assert top_for(big, small=True)[1]["max_len"] == _TINY["max_len"] + 32
-    ffn = copy.copy(lay)
-    ffn.config = {**lay.config, "ffn": 2 * _TINY["max_k"]}
-    top, kwargs = top_for(ffn, small=True)
-    assert kwargs["max_k"] == 2 * _TINY["max_k"] and top._cfg.max_k == kwargs["max_k"]
+    assert "max_len" not in top_kwargs(lay) and "max_k" not in top_kwargs(lay)
+
+    def widened(**config):
+        wide = copy.copy(lay)
+        wide.config = {**lay.config, **config}
+        return top_kwargs(wide, small=True)
+
+    kwargs = widened(hidden=2 * _TINY["max_len"] + 16)
+    # H is a LayerNorm row and the K of most matrices.
+    assert kwargs["max_len"] == kwargs["max_k"] == 2 * _TINY["max_len"] + 16
+    assert widened(emb_dim=_TINY["max_len"] + 32)["max_len"] == _TINY["max_len"] + 32
+    kwargs = widened(ffn=2 * _TINY["max_k"])
+    assert (kwargs["max_len"], kwargs["max_k"]) == (_TINY["max_len"], 2 * _TINY["max_k"])
