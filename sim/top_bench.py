@@ -287,4 +287,3 @@ def bench_setup(lay, top, *, reram=False, preload=()):
     if preload:
         out["preload"] = {m: _words(lay, m) for m in preload}
     return out
-

@@ -105,7 +105,7 @@ def main(argv=None):
     from hw.top.memories import word_images
     from hw.top.top import Top
     from hw.verilog_out import to_verilog
-    from sim.tape_run import run_cases, sentence_cases
+    from sim.tape_run import run_cases, sentence_cases, top_kwargs
     from sim.top_bench import bench_setup
     from sw.data import load_split, resolve_data_dir
     from sw.image import read_image
@@ -152,10 +152,10 @@ def main(argv=None):
         hexfile.write_text(hex_image(lay.images["reram"], lay.memmap.reram_word_bytes))
         t0 = time.perf_counter()
         images = {m: v for m, v in lay.images.items() if m not in ("reram", "prog")}
-        # The default image's DVFS table has 16 bins.
+        # The same top parameters as the tape bench's (tables, layers, rows and K the image
+        # needs), with the image's contents in the memories.
         top = Top(memmap=lay.memmap, fmt=lay.fmt, init=word_images(lay.memmap, images),
-                  dvfs_bins=max(16, lay.dvfs_bins), max_layers=max(16, lay.config["layers"]),
-                  reram_external=True, reram_init_file=str(hexfile))
+                  reram_external=True, reram_init_file=str(hexfile), **top_kwargs(lay))
         text = None
         if not args.reuse_build:
             text = to_verilog(top, name="top") + external_verilog()
