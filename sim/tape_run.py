@@ -7,7 +7,7 @@ import time
 from inspect import signature
 from pathlib import Path
 
-__all__ = ["sentence_cases", "top_kwargs", "top_for", "cached_verilog", "run_cases"]
+__all__ = ["sentence_cases", "top_kwargs", "top_for", "tape_engine", "cached_verilog", "run_cases"]
 
 _HW = Path(__file__).resolve().parent.parent / "hw"
 
@@ -68,28 +68,38 @@ def top_for(lay, *, small=False):
                reram_init_file="reram.hex", **kwargs), kwargs
 
 
+def tape_engine(lay, *, small=False):
+    """The matrix engine's configuration inside :func:`top_for`'s top, without building it
+    (:func:`sim.top_bench.bench_setup` needs only that)."""
+    from hw.top.top import Top, engine_config
+
+    max_k = top_kwargs(lay, small=small).get("max_k", signature(Top).parameters["max_k"].default)
+    return engine_config(lay.memmap, lay.fmt, max_k)
+
+
 def cached_verilog(lay, *, small=False, cache_dir=None, log=print):
-    """``(top, Verilog text, seconds, cached)`` for :func:`top_for`. The text is cached under
+    """``(Verilog text, seconds, cached)`` of :func:`top_for`'s top. The text is cached under
     ``cache_dir`` (default ``build/sim/verilog``) by the top's parameters and the contents of
     every ``hw/`` source file, so a second run on the same memory map skips the conversion
-    (minutes at n = 16)."""
+    (minutes at n = 16) and builds no top."""
     from hw.reram import external_verilog
     from hw.verilog_out import to_verilog
     from sim.runner import BUILD_ROOT
 
-    top, kwargs = top_for(lay, small=small)
+    kwargs = top_kwargs(lay, small=small)
     key = hashlib.sha1(repr((lay.memmap, lay.fmt, sorted(kwargs.items()))).encode())
     for f in sorted(_HW.rglob("*.py")):
         key.update(f.read_bytes())
     path = Path(cache_dir or BUILD_ROOT / "verilog") / f"top-tape-{key.hexdigest()[:12]}.v"
     if path.exists():
-        return top, path.read_text(), 0.0, True
+        return path.read_text(), 0.0, True
     log(f"writing the top's Verilog (n = {lay.n}; cached for the next run) ...")
     t0 = time.perf_counter()
+    top, _ = top_for(lay, small=small)
     text = to_verilog(top, name="top") + external_verilog()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
-    return top, text, time.perf_counter() - t0, False
+    return text, time.perf_counter() - t0, False
 
 
 def run_cases(lay, cases, *, simulator="verilator", run_dir=None, small=False,
@@ -105,10 +115,8 @@ def run_cases(lay, cases, *, simulator="verilator", run_dir=None, small=False,
 
     verilog_s = 0.0
     if text is None:
-        top, text, verilog_s, _ = cached_verilog(lay, small=small, log=log)
-    else:
-        top, _ = top_for(lay, small=small)
-    setup = bench_setup(lay, top, preload=("aux", "desc"))
+        text, verilog_s, _ = cached_verilog(lay, small=small, log=log)
+    setup = bench_setup(lay, tape_engine(lay, small=small), preload=("aux", "desc"))
     setup["sentences"] = list(cases)
     run_dir = Path(run_dir or BUILD_ROOT / simulator / f"tape-n{lay.n}").resolve()
     depths = tape_bench.tapes(setup, run_dir)

@@ -252,9 +252,11 @@ def sentence_case(lay, program_bytes, golden, costs, tokens):
             "commands": out}
 
 
-def bench_setup(lay, top, *, reram=False, preload=()):
+def bench_setup(lay, engine, *, reram=False, preload=()):
     """What :mod:`sim.tb_top` loads before the sentences: the weight memories' words, the
-    ports' configuration and the payload address widths; the ReRAM words if ``reram`` (a top
+    ports' configuration and the payload address widths (``engine``: the top's
+    :attr:`~hw.top.top.Top.engine_config`, or :func:`hw.top.top.engine_config` for a top not
+    built here); the ReRAM words if ``reram`` (a top
     built without ReRAM contents); under ``"preload"`` the words of the memories named in
     ``preload`` (e.g. aux and desc, for a top built without initial contents:
     :mod:`sim.tape_bench` loads them through the host ports)."""
@@ -264,7 +266,7 @@ def bench_setup(lay, top, *, reram=False, preload=()):
            "weights": {m: _words(lay, m) for m in ("wmask", "wval", "wbias")},
            "addr_bits": {"wmask": (mm.wmask_words - 1).bit_length(),
                          "wval": (mm.wval_words - 1).bit_length(),
-                         "wbias": (top.engine_config.b_depth - 1).bit_length(),
+                         "wbias": (engine.b_depth - 1).bit_length(),
                          "aux": (mm.aux_words - 1).bit_length(),
                          "act": (mm.act_words - 1).bit_length(),
                          "prog": (mm.prog_words - 1).bit_length(),

@@ -162,7 +162,7 @@ def main(argv=None):
         verilog_s = time.perf_counter() - t0
         if text is not None:
             print(f"Verilog: {len(text.splitlines())} lines in {verilog_s:.1f} s", flush=True)
-        setup = bench_setup(lay, top)
+        setup = bench_setup(lay, top.engine_config)
         setup["sentences"] = [c for _, c, _ in cases]
         (out / "cases.json").write_text(json.dumps(setup))
         report_path = out / "rtl.json"

@@ -5,16 +5,17 @@ n = 16 runs, `python -m sim.top_default`); and the comparison catches what it mu
 
 import copy
 import re
+from inspect import signature
 
 import pytest
 
 from hw.memmap import MemoryMap
 from hw.reram import external_verilog, hex_image
-from hw.top.top import _MEMMAP_KEYS, _TINY
+from hw.top.top import _MEMMAP_KEYS, _TINY, Top
 from hw.verilog_out import to_verilog
 from sim import tape_bench
 from sim.runner import BUILD_ROOT, require_simulator
-from sim.tape_run import sentence_cases, top_for, top_kwargs
+from sim.tape_run import sentence_cases, tape_engine, top_for, top_kwargs
 from sim.top_bench import bench_setup
 from sw.program.layout import lay_out
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
@@ -30,7 +31,9 @@ def tiny():
     cases = (sentence_cases(lay, [TINY_SENTENCES[0], TINY_SENTENCES[5]], early_exit=True)
              + sentence_cases(lay, [TINY_SENTENCES[2]], early_exit=False))
     top, _ = top_for(lay, small=True)
-    setup = bench_setup(lay, top, preload=("aux", "desc"))
+    # The engine the bench is set up from without building a top is the built top's.
+    assert tape_engine(lay, small=True) == top.engine_config
+    setup = bench_setup(lay, tape_engine(lay, small=True), preload=("aux", "desc"))
     setup["sentences"] = [c for _, c, _ in cases]
     # The golden runs themselves: exits at layer 1, at 2, never (END after layer 3).
     assert [c["exit_layer"] for c in setup["sentences"]] == [1, 2, 3]
@@ -190,3 +193,5 @@ def test_top_kwargs_widen_max_len_and_max_k_for_a_larger_image():
     assert widened(emb_dim=_TINY["max_len"] + 32)["max_len"] == _TINY["max_len"] + 32
     kwargs = widened(ffn=2 * _TINY["max_k"])
     assert (kwargs["max_len"], kwargs["max_k"]) == (_TINY["max_len"], 2 * _TINY["max_k"])
+    assert tape_engine(lay, small=True).max_k == _TINY["max_k"]
+    assert tape_engine(lay).max_k == signature(Top).parameters["max_k"].default

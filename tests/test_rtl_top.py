@@ -31,7 +31,7 @@ def test_top_icarus(tmp_path):
                         top_kwargs={**kwargs, "reram_external": True,
                                     "reram_init_file": str(hexfile)})
     cases = tmp_path / "cases.json"
-    cases.write_text(json.dumps({**bench_setup(lay, dut), "sentences": [
+    cases.write_text(json.dumps({**bench_setup(lay, dut.engine_config), "sentences": [
         sentence_case(lay, words, golden, costs, tokens)]}))
     text = to_verilog(dut, name="top") + external_verilog()
     run_verilog(text, (BUILD_ROOT / "icarus" / "top-external").resolve(), "icarus",

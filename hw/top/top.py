@@ -45,7 +45,17 @@ from hw.top.rows_stage import rows_stage
 from hw.top.sequencer import build_sequencer, decode
 from hw.top.status import COMMAND_COUNTERS, TOTALS, Status
 
-__all__ = ["Top", "build_top"]
+__all__ = ["Top", "build_top", "engine_config"]
+
+
+def engine_config(memmap, fmt, max_k):
+    """The :class:`~hw.matmul.config.MatmulConfig` of the matrix engine inside a
+    :class:`Top` with this memory map, format and ``max_k`` (its buffers are the act and
+    weight memories), without building the top: testbenches take the bias-address width
+    from it."""
+    return MatmulConfig(n=memmap.n, fmt=fmt, max_k=max_k, x_depth=memmap.act_words,
+                        y_depth=memmap.act_words, m_depth=memmap.wmask_words,
+                        v_depth=memmap.wval_words)
 
 
 class Top(wiring.Component):
@@ -131,9 +141,7 @@ class Top(wiring.Component):
         self._reram = ReramStore(memmap=memmap, init=(init or {}).get("reram"),
                                  external=reram_external, init_file=reram_init_file)
         self._embed = EmbedUnit(fmt=fmt, n=n, memmap=memmap, max_cols=max(1, max_len // n))
-        self._cfg = MatmulConfig(n=n, fmt=fmt, max_k=max_k, x_depth=memmap.act_words,
-                                 y_depth=memmap.act_words, m_depth=memmap.wmask_words,
-                                 v_depth=memmap.wval_words)
+        self._cfg = engine_config(memmap, fmt, max_k)
         if self._cfg.b_depth < memmap.wbias_words:
             raise ValueError(f"the engine's bias buffer ({self._cfg.b_depth} words) is smaller "
                              f"than wbias ({memmap.wbias_words})")
