@@ -157,6 +157,16 @@ def test_hidden_loss_ignores_padding_and_pools():
         load_config(None, ["train.hidden_target=cls"])
 
 
+def test_state_map_starts_as_the_identity_for_a_teacher_width_student():
+    from sw.train.loop import state_map
+
+    x = torch.randn(3, 5, 8)
+    assert torch.equal(state_map(8, 8, True)(x), x)
+    # Another width, or a student not started from a teacher layer: a learned random map.
+    assert not torch.equal(state_map(8, 8, False)(x), x)
+    assert state_map(8, 12, True)(x).shape == (3, 5, 12)
+
+
 def micro_states(data, teacher, width=8):
     """Teacher token states for the micro task that carry its label: +1 or -1 per position."""
     from sw.tokenizer import WordPiece

@@ -51,6 +51,19 @@ def _lr(step, n_steps, peak, warmup):
     return peak * max(0.0, (n_steps - step) / max(1, n_steps - n_warm))
 
 
+def state_map(hidden, width, from_teacher):
+    """The linear map from the student's last states (``hidden`` wide) to the teacher's
+    (``width``) for the hidden-state loss. A student whose shared layer was taken from a
+    teacher layer at the teacher's width has its states in the teacher's basis: its map
+    starts as the identity; otherwise at PyTorch's random initialisation."""
+    proj = torch.nn.Linear(hidden, width)
+    if from_teacher and hidden == width:
+        with torch.no_grad():
+            proj.weight.copy_(torch.eye(hidden))
+            proj.bias.zero_()
+    return proj
+
+
 def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,
                   teacher_states, augmented_states):
     """The tokenizer, the tokenized training set (held-out slice apart, augmented examples
@@ -280,7 +293,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.backbone += [*model.pooler[-1].parameters(), *model.classifier[-1].parameters()]
     s.proj = None
     if d.store is not None:
-        s.proj = torch.nn.Linear(scfg.hidden, d.store[0].shape[1])
+        s.proj = state_map(scfg.hidden, d.store[0].shape[1], bool(r.teacher_init_layer))
         s.backbone += list(s.proj.parameters())
     s.ramps = [p for i in range(scfg.layers - 1)
                for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
