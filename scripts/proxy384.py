@@ -1,7 +1,7 @@
 """Float proxy of a student config: labels only (or cached teacher logits), no pruning, no
 quantization, no off-ramps; dev accuracy of the last layer every ``--eval-every`` steps.
 
-    OMP_NUM_THREADS=1 nice -n 19 python scripts/proxy384.py --config configs/sst2_384.toml \\
+    OMP_NUM_THREADS=1 nice -n 19 python scripts/proxy384.py --config configs/default.toml \\
         -o runs/proxy384 --steps 3000 --batch 32 --lr 1e-4
 """
 

@@ -271,18 +271,23 @@ class SystemRun:
 
 def accelerator_for(lay, small=False):
     """The :class:`~hw.top.system.Accelerator` that runs layout ``lay``: its memory map and the
-    top's default limits, or (``small``) the registered n = 4 block's parameters."""
-    return _accelerator(lay.memmap, lay.fmt, bool(small))
+    top's default limits, or (``small``) the registered n = 4 block's parameters; ``max_len``
+    and ``max_k`` widened for an image that needs more (the 384-wide default image:
+    :func:`sim.tape_run.top_kwargs`)."""
+    from sim.tape_run import top_kwargs
+
+    widen = {k: v for k, v in top_kwargs(lay, small=small).items() if k in ("max_len", "max_k")}
+    return _accelerator(lay.memmap, lay.fmt, bool(small), tuple(sorted(widen.items())))
 
 
 @functools.lru_cache(maxsize=4)
-def _accelerator(memmap, fmt, small):
+def _accelerator(memmap, fmt, small, widen):
     # One object per design, so that sim.runner converts it to Verilog once per process.
     from hw.top.system import Accelerator
     from hw.top.top import _MEMMAP_KEYS, _TINY
 
     kwargs = {k: v for k, v in _TINY.items() if k not in _MEMMAP_KEYS} if small else {}
-    return Accelerator(memmap=memmap, fmt=fmt, **kwargs)
+    return Accelerator(memmap=memmap, fmt=fmt, **{**kwargs, **dict(widen)})
 
 
 def small_memmap():

@@ -64,12 +64,12 @@ def test_embed_icarus_tiny_image(tmp_path):
 
 @pytest.mark.rtl
 @pytest.mark.slow
-def test_embed_verilator_default_image(tmp_path):
+def test_embed_verilator_small_image(tmp_path):
     require_simulator("verilator")
     from sw.image import read_image
-    from tests.test_sw_default_image import IMAGE
+    from tests.test_sw_default_image import SMALL_IMAGE
 
-    img = read_image(IMAGE)
+    img = read_image(SMALL_IMAGE)
     lay = lay_out(img, MemoryMap(n=img.hw.n, reram_bytes=1 << 20))
     res = _run(lay, [64, 23], "verilator", tmp_path, max_cols=8)
     assert res["tests"] == 2

@@ -1,4 +1,4 @@
-"""The training configurations in configs/ load, and the quick one differs from the default
+"""The training configurations in configs/ load, and the quick one differs from the small one
 only where it says it does."""
 
 import dataclasses
@@ -28,11 +28,11 @@ def test_config_loads(path):
     assert cfg.student.hidden % 16 == 0 and cfg.student.emb_dim % 16 == 0
 
 
-def test_quick_config_is_the_default_but_shorter():
-    default = _flat(load_config(CONFIGS / "default.toml"))
+def test_quick_config_is_the_small_one_but_shorter():
+    small = _flat(load_config(CONFIGS / "small.toml"))
     quick = _flat(load_config(CONFIGS / "quick.toml"))
-    assert default.keys() == quick.keys()
-    differ = {k for k in default if default[k] != quick[k]}
+    assert small.keys() == quick.keys()
+    differ = {k for k in small if small[k] != quick[k]}
     assert differ == set(QUICK_CHANGES)
     for k, v in QUICK_CHANGES.items():
         assert quick[k] == v

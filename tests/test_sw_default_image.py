@@ -1,4 +1,6 @@
-"""The committed default image loads and reproduces the dev accuracy recorded in it."""
+"""The committed images load and reproduce the dev accuracy recorded in them: the default
+(the 384-wide student, configs/default.toml) and the small one (width 128, configs/small.toml,
+quick to simulate)."""
 
 import json
 import os
@@ -11,7 +13,8 @@ from sw.image import HwParams, image_bytes, read_image
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "sw" / "assets" / "sst2_default.ebimg"
-METRICS = ROOT / "sw" / "assets" / "sst2_default.json"
+SMALL_IMAGE = ROOT / "sw" / "assets" / "sst2_small.ebimg"
+IMAGES = {"default": IMAGE, "small": SMALL_IMAGE}
 
 
 def sst2_dir():
@@ -25,26 +28,40 @@ def sst2_dir():
     pytest.skip(message)
 
 
-def test_default_image_reads_back_identically():
-    img = read_image(IMAGE, hw=HwParams())
-    assert image_bytes(img) == IMAGE.read_bytes()
-    assert IMAGE.stat().st_size <= 2 * 1024 * 1024  # EdgeBERT's eNVM budget
-    recorded = json.loads(METRICS.read_text())
-    assert recorded["image_bytes"] == IMAGE.stat().st_size
+@pytest.mark.parametrize("name", IMAGES)
+def test_image_reads_back_identically_and_fits_the_reram_budget(name):
+    """Byte-identical read-back, the recorded summary matches the image, and its ReRAM section
+    (token table with masks and row pointers, position and segment tables) fits EdgeBERT's
+    2 MB eNVM budget, the memory map's ReRAM store."""
+    from hw.memmap import MemoryMap
+    from sw.program.layout import lay_out
+
+    path = IMAGES[name]
+    img = read_image(path, hw=HwParams())
+    assert image_bytes(img) == path.read_bytes()
+    recorded = json.loads(path.with_suffix(".json").read_text())
+    assert recorded["image_bytes"] == path.stat().st_size
+    assert recorded["sections"] == img.section_bytes()
     assert img.meta["metrics"]["dev_accuracy_all_layers"] == recorded["dev"]["accuracy_all_layers"]
+    assert img.section_bytes()["reram"] <= MemoryMap(n=img.hw.n).reram_bytes == 2 * 1024 * 1024
+    assert lay_out(img).memmap.reram_bytes == 2 * 1024 * 1024
+    c = img.meta["student_config"]
+    widths = {"default": (384, 384, 12, 1536), "small": (128, 128, 4, 512)}[name]
+    assert (c["hidden"], c["emb_dim"], c["heads"], c["ffn"]) == widths
 
 
-@pytest.fixture(scope="module")
-def dev_float():
-    """The float fake-quant evaluation of the default image on SST-2 dev (computed once)."""
+@pytest.fixture(scope="module", params=list(IMAGES))
+def dev_float(request):
+    """The float fake-quant evaluation of a committed image on SST-2 dev (computed once)."""
     from sw.commands.evaluate import evaluate_image
 
-    img = read_image(IMAGE)
-    return img, load_split(sst2_dir(), "dev"), evaluate_image(img, load_split(sst2_dir(), "dev"))
+    img = read_image(IMAGES[request.param])
+    dev = load_split(sst2_dir(), "dev")
+    return img, dev, evaluate_image(img, dev)
 
 
 @pytest.mark.slow
-def test_default_image_reproduces_recorded_dev_accuracy(dev_float):
+def test_image_reproduces_recorded_dev_accuracy(dev_float):
     img, _, res = dev_float
     m = img.meta["metrics"]
     assert res["n"] == m["n_dev"] == 872
@@ -69,23 +86,3 @@ def test_golden_executor_agrees_with_the_float_student_on_dev(dev_float):
     assert (g["labels_all_layers"] == res["labels_all_layers"]).double().mean() >= 0.99
     assert (g["labels_early_exit"] == res["labels_early_exit"]).double().mean() >= 0.99
     assert abs(g["avg_layers"] - res["avg_layers"]) <= 0.05
-
-
-def test_384_image_reads_back_and_fits_the_reram_budget():
-    """The second committed image (the 384-wide student, issue 20): byte-identical read-back,
-    its recorded summary matches it, and its ReRAM section (token table with masks and row
-    pointers, position and segment tables) fits the 2 MB eNVM budget of the memory map."""
-    from hw.memmap import MemoryMap
-    from sw.program.layout import lay_out
-
-    path = ROOT / "sw" / "assets" / "sst2_384.ebimg"
-    img = read_image(path)
-    assert image_bytes(img) == path.read_bytes()
-    recorded = json.loads(path.with_suffix(".json").read_text())
-    assert recorded["image_bytes"] == path.stat().st_size
-    assert recorded["sections"] == img.section_bytes()
-    c = img.meta["student_config"]
-    assert (c["hidden"], c["emb_dim"], c["heads"], c["ffn"]) == (384, 384, 12, 1536)
-    assert img.section_bytes()["reram"] <= MemoryMap(n=img.hw.n).reram_bytes == 2 * 1024 * 1024
-    lay = lay_out(img)
-    assert lay.memmap.reram_bytes == 2 * 1024 * 1024

@@ -27,7 +27,7 @@ from sw.program.cycles import program_costs
 from sw.program.executor import GoldenExecutor
 from sw.program.layout import lay_out
 
-IMAGE = "sw/assets/sst2_default.ebimg"
+IMAGE = "sw/assets/sst2_small.ebimg"  # the width-128 image: quick on the golden executor
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from sw.program.layout import lay_out
 @pytest.fixture(scope="module")
 def lay():
     torch.set_num_threads(1)
-    return lay_out(read_image("sw/assets/sst2_default.ebimg"))
+    return lay_out(read_image("sw/assets/sst2_small.ebimg"))
 
 
 @pytest.mark.parametrize("k", [1, 2, 3])
@@ -38,7 +38,7 @@ def test_faults_are_deterministic_per_seed(lay):
     assert not np.array_equal(a.images["reram"], lay.images["reram"])
     # The original is untouched.
     assert np.array_equal(lay.images["reram"], lay_out(read_image(
-        "sw/assets/sst2_default.ebimg")).images["reram"])
+        "sw/assets/sst2_small.ebimg")).images["reram"])
 
 
 def test_one_part_faults_do_not_depend_on_the_others(lay):

@@ -1,6 +1,7 @@
 import json
 import math
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -41,8 +42,13 @@ TINY = ["student.emb_dim=32", "student.hidden=32", "student.heads=2", "student.f
         "train.augment=0", "train.holdout_min_words=0", "train.hidden_beta=0.0"]
 
 
+# The tests' tiny students override the width-128 recipe (configs/small.toml), not the default
+# one (384 wide, started from a teacher layer).
+SMALL_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "small.toml"
+
+
 def sets(items):
-    return [a for item in items for a in ("--set", item)]
+    return ["--config", str(SMALL_CONFIG), *(a for item in items for a in ("--set", item))]
 
 
 @pytest.mark.slow
