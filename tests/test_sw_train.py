@@ -134,6 +134,47 @@ def test_shared_layer_initialised_from_the_teacher(tmp_path, capsys):
     assert "teacher heads are 32 wide and the student's 16" in capsys.readouterr().err
 
 
+def test_teacher_layer_map_and_layer_loss():
+    from sw.train.losses import layer_loss, teacher_layer_map
+
+    assert teacher_layer_map(6, 6) == [1, 2, 3, 4, 5, 6]
+    assert teacher_layer_map(3, 6) == [2, 4, 6]
+    assert teacher_layer_map(4, 2) == [1, 1, 2, 2]
+    valid = torch.tensor([[True, False]])
+    teacher = [torch.zeros(1, 2, 1), torch.ones(1, 2, 1), torch.full((1, 2, 1), 3.0)]
+    hidden = [torch.tensor([[[1.0], [100.0]]]), torch.tensor([[[1.0], [-5.0]]])]
+    # application 0 against layer 1 (error 0), application 1 against layer 2 (error 2^2);
+    # padding does not count
+    assert layer_loss(hidden, teacher, valid, [1, 2]).item() == 2.0
+
+
+@pytest.mark.slow
+def test_per_application_states_are_held_to_the_teacher_layers(tmp_path, capsys):
+    from sw.teacher import Teacher
+
+    data, teacher = micro_task_with_teacher(tmp_path)
+    args = ["train", "--data", str(data), "-q", "--threads", "1"]
+    over = [*MICRO, "train.layer_beta=1.0", "train.epochs=10"]   # 100 steps: 2 log lines
+    # Without a fine-tuned teacher there is nothing to compute the states with.
+    for t in ("none", str(teacher)):
+        assert main([*args, "--teacher", t, "-o", str(tmp_path / "x"), *sets(over)]) != 0
+        assert "train.layer_beta needs the fine-tuned teacher" in capsys.readouterr().err
+    torch.manual_seed(0)
+    save_file({k: v.contiguous() for k, v in Teacher().state_dict().items()},
+              teacher / "teacher.safetensors")
+    # A student narrower than the teacher (32 against 384) has no map to its states.
+    assert main([*args, "--teacher", str(teacher), "-o", str(tmp_path / "y"), *sets(over)]) != 0
+    assert "the teacher is 384 wide, the student 32" in capsys.readouterr().err
+    wide = [*over, "student.hidden=384", "student.heads=12"]
+    assert main([*args, "--teacher", str(teacher), "-o", str(tmp_path / "a"), *sets(wide)]) == 0
+    log = (tmp_path / "a" / "train.log").read_text()
+    assert "per-application states held to teacher layers [3, 6]" in log
+    # The logged loss is a running average (0.98 per step): 0.98 -> 0.80 over 100 steps here.
+    losses = [float(line.split(" layers ")[1].split()[0]) for line in log.splitlines()
+              if " layers " in line and "backbone" in line]
+    assert len(losses) >= 2 and losses[-1] < 0.9 * losses[0], losses
+
+
 def test_gather_states_pads_each_row():
     from sw.train.data import gather_states as _gather_states
     from sw.train.data import join_states as _join_states

@@ -39,6 +39,10 @@ class RecipeConfig:
     augment: int = 0
     hidden_beta: float = 0.0
     hidden_target: str = "tokens"
+    # Per-application state loss (TinyBERT's layer-wise loss at equal width): application i's
+    # token states against the teacher's layer round((i + 1) * L_teacher / L) output, computed
+    # by the fine-tuned teacher on each batch (no cache), weight layer_beta.
+    layer_beta: float = 0.0
     vocab_min_count: int = 1
     pca_init: bool = True
     teacher_init_layer: int = 0
@@ -64,8 +68,9 @@ class RecipeConfig:
         if self.hidden_target not in HIDDEN_TARGETS:
             raise ValueError(f"hidden_target must be one of {HIDDEN_TARGETS}, "
                              f"not {self.hidden_target!r}")
-        if self.hidden_beta < 0:
-            raise ValueError(f"hidden_beta must be >= 0, not {self.hidden_beta!r}")
+        for f in ("hidden_beta", "layer_beta"):
+            if getattr(self, f) < 0:
+                raise ValueError(f"{f} must be >= 0, not {getattr(self, f)!r}")
         if not isinstance(self.teacher_init_layer, int) or self.teacher_init_layer < 0:
             raise ValueError(f"teacher_init_layer must be 0 (off) or a teacher layer (1-based), "
                              f"not {self.teacher_init_layer!r}")

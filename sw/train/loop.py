@@ -27,7 +27,7 @@ from sw.train.data import (
     split_holdout,
 )
 from sw.train.exits import finish
-from sw.train.losses import hidden_loss, kd_loss
+from sw.train.losses import hidden_loss, kd_loss, layer_loss, teacher_layer_map
 
 __all__ = ["train"]
 
@@ -161,13 +161,36 @@ def _make_student(cfg, d, model_dir, teacher_dir, log):
     return model, scfg, kept
 
 
+def _layer_teacher(r, scfg, teacher_dir, model_dir, log):
+    """``(teacher, layer map)`` for the per-application state loss (``train.layer_beta``), or
+    ``(None, None)``: the fine-tuned teacher, frozen, as wide as the student."""
+    if r.layer_beta <= 0:
+        return None, None
+    if teacher_dir is None or not (Path(teacher_dir) / "teacher.safetensors").is_file():
+        raise ValueError(f"train.layer_beta needs the fine-tuned teacher (--teacher DIR holding "
+                         f"teacher.safetensors from edgebert teacher), not {teacher_dir}")
+    from sw.teacher import load_teacher
+
+    teacher = load_teacher(teacher_dir, model_dir)
+    tc = teacher.encoder.config
+    if tc.hidden_size != scfg.hidden:
+        raise ValueError(f"train.layer_beta holds the student's states to the teacher's without "
+                         f"a map: the teacher is {tc.hidden_size} wide, the student "
+                         f"{scfg.hidden}")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    layer_map = teacher_layer_map(scfg.layers, tc.num_hidden_layers)
+    log(f"per-application states held to teacher layers {layer_map} (weight {r.layer_beta})")
+    return teacher, layer_map
+
+
 def _backbone_stage(s, d, r, step, progress, log):
     """Stage 1 from ``step``: the backbone learns with pruning and quantization-aware steps."""
     from tqdm import tqdm
 
     model, scfg, opt, pruner = s.model, s.scfg, s.opt, s.pruner
     bar = tqdm(total=s.n1, initial=step, desc="backbone", disable=not progress, mininterval=5)
-    loss_avg = h_avg = None
+    loss_avg = h_avg = l_avg = None
     while step < s.n1:
         frac = step / s.n1
         model.quant.weights = frac >= r.qat_weights_from
@@ -176,7 +199,7 @@ def _backbone_stage(s, d, r, step, progress, log):
         idx = s.order1[step * r.batch_size:(step + 1) * r.batch_size]
         ids, mask, types = rows(d.fit, idx)
         t_logits = d.fit_teacher[idx] if d.fit_teacher is not None else None
-        if d.store is None:
+        if d.store is None and s.layer_teacher is None:
             logits = model(ids, mask, types, ramps=[scfg.layers - 1])[0]
             loss = kd_loss(logits, t_logits, d.fit_labels[idx], r.kd_temperature, d.kd_alpha)
         else:
@@ -184,10 +207,19 @@ def _backbone_stage(s, d, r, step, progress, log):
                                    return_hidden=True)
             loss = kd_loss(logits[0], t_logits, d.fit_labels[idx], r.kd_temperature,
                            d.kd_alpha)
-            target, valid = gather_states(d.store, d.store_rows[idx], ids.shape[1])
-            h_loss = hidden_loss(hidden[-1], target, valid, s.proj, r.hidden_target)
-            loss = loss + r.hidden_beta * h_loss
-            h_avg = h_loss.item() if h_avg is None else 0.98 * h_avg + 0.02 * h_loss.item()
+            if d.store is not None:
+                target, valid = gather_states(d.store, d.store_rows[idx], ids.shape[1])
+                h_loss = hidden_loss(hidden[-1], target, valid, s.proj, r.hidden_target)
+                loss = loss + r.hidden_beta * h_loss
+                h_avg = h_loss.item() if h_avg is None else 0.98 * h_avg + 0.02 * h_loss.item()
+            if s.layer_teacher is not None:
+                with torch.no_grad():
+                    t_hidden = s.layer_teacher.encoder(
+                        input_ids=ids, attention_mask=mask, token_type_ids=types,
+                        output_hidden_states=True).hidden_states
+                l_loss = layer_loss(hidden, t_hidden, mask.bool(), s.layer_map)
+                loss = loss + r.layer_beta * l_loss
+                l_avg = l_loss.item() if l_avg is None else 0.98 * l_avg + 0.02 * l_loss.item()
         loss = loss + r.span_lambda * model.span_loss()
         for grp in opt.param_groups:
             grp["lr"] = _lr(step, s.n1, r.lr, r.warmup)
@@ -202,6 +234,7 @@ def _backbone_stage(s, d, r, step, progress, log):
         if step % 50 == 0 or step == s.n1:
             sp = model.sparsity()
             hid = "" if h_avg is None else f" hidden {h_avg:.4f}"
+            hid += "" if l_avg is None else f" layers {l_avg:.4f}"
             log(f"backbone {step}/{s.n1} loss {loss_avg:.4f}{hid} encoder sparsity "
                 f"{sp['encoder']:.3f} word {sp['word']:.3f} qat w={model.quant.weights} "
                 f"a={model.quant.acts} spans {model.spans().tolist()}")
@@ -263,7 +296,9 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     when ``train.hidden_beta > 0``: the backbone then also learns to predict them from its last
     layer through a linear map (TinyBERT's hidden-state loss; the map is not exported).
     ``teacher_dir`` holds the fine-tuned teacher (:func:`sw.teacher.fine_tune`), needed when
-    ``train.teacher_init_layer > 0`` (:func:`sw.teacher_init.init_from_teacher`).
+    ``train.teacher_init_layer > 0`` (:func:`sw.teacher_init.init_from_teacher`) or
+    ``train.layer_beta > 0`` (each application's token states held to a teacher layer's,
+    which the teacher computes on every batch).
     Writes ``student.safetensors`` (final, with its config) to
     ``out_dir`` and resumes from ``ckpt.safetensors`` there if present.
     """
@@ -295,6 +330,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     if d.store is not None:
         s.proj = state_map(scfg.hidden, d.store[0].shape[1], bool(r.teacher_init_layer))
         s.backbone += list(s.proj.parameters())
+    s.layer_teacher, s.layer_map = _layer_teacher(r, scfg, teacher_dir, model_dir, log)
     s.ramps = [p for i in range(scfg.layers - 1)
                for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
 

@@ -2,7 +2,7 @@
 
 from torch.nn import functional as F
 
-__all__ = ["kd_loss", "hidden_loss"]
+__all__ = ["kd_loss", "hidden_loss", "teacher_layer_map", "layer_loss"]
 
 
 def kd_loss(logits, teacher, labels, temperature, alpha):
@@ -27,3 +27,20 @@ def hidden_loss(x, target, valid, proj, kind):
         count = m.sum(1).clamp(min=1)
         return F.mse_loss((y * m).sum(1) / count, (target * m).sum(1) / count)
     return F.mse_loss(y[valid], target[valid])
+
+
+def teacher_layer_map(student_layers, teacher_layers):
+    """For each student application i, the teacher layer (1-based, the index into the
+    teacher's ``hidden_states``, whose 0 is the embedding output) its states are held to:
+    round((i + 1) * teacher_layers / student_layers), the uniform map of TinyBERT; with equal
+    depths application i meets teacher layer i + 1."""
+    return [max(1, round((i + 1) * teacher_layers / student_layers))
+            for i in range(student_layers)]
+
+
+def layer_loss(hidden, teacher_hidden, valid, layer_map):
+    """Mean over the student's applications of the squared error between application i's
+    token states ``hidden[i]`` and the teacher's ``teacher_hidden[layer_map[i]]`` over real
+    tokens (``valid``); equal widths, no learned map."""
+    return sum(F.mse_loss(h[valid], teacher_hidden[j][valid])
+               for h, j in zip(hidden, layer_map, strict=True)) / len(layer_map)
