@@ -21,7 +21,7 @@ from sw.program.frontend import encode_texts
 from sw.program.layout import lay_out
 from sw.sparse import PackedWeights, unpack_bitmask
 from sw.tiny_image import TINY_SENTENCES, build_tiny_image
-from tests.test_sw_default_image import IMAGE, sst2_dir
+from tests.test_sw_default_image import IMAGE, SMALL_IMAGE, sst2_dir
 
 # Sentences for the tiny image: the calibration sentences and pairs of them (up to 16 tokens,
 # the longest truncated).
@@ -309,13 +309,21 @@ def golden_vs_float(img, texts):
 # in how each operation rounds (exact integers and SFU tables vs float32, then the same
 # requantization), so a difference is a single rounding flip of an element, which later layers
 # spread. After the first layer at least LAYER1_WITHIN of the elements are within one
-# AdaptivFloat step (measured: 99.6 % tiny, 99.8 % tiny 3-layer, 98.7 % default image); on every
+# AdaptivFloat step (measured: 99.6 % tiny, 99.8 % tiny 3-layer, 98.7 % small image); on every
 # layer the RMS difference stays below one relative step of the format, 2^-M = 6.25 % of the
 # rows' RMS (measured, worst layer: 1.6 % tiny, 1.7 % tiny 3-layer, 3.2 % at layer 6 of the
-# default image).
+# small image). The 384-wide default image spreads the same flips further: every output of a
+# matrix with K = 384 or 1,536 sums that many inputs, a few of them one step apart, so more
+# outputs land across a rounding boundary (first 40 dev sentences, layer 1: 0.03 % of the
+# embedding LayerNorm's codes differ, then 0.5 % of q, 12.6 % of the attention output, 26 %
+# of FFN-2's, almost all one step; 90.2 % of the layer's elements within one step, 3.9 % RMS;
+# worst layer 7.0 %). Its bounds, DEFAULT_BOUNDS, are those measurements with a margin; the
+# labels must agree as closely (and the whole dev split's accuracies within half a point:
+# tests/test_sw_default_image.py).
 LAYER1_WITHIN = 0.97
 REL_RMS = 2.0 ** -DEFAULT_AF.man_bits
 LABELS_EQUAL = 0.99
+DEFAULT_BOUNDS = {"layer1_within": 0.85, "rel_rms": 2 * REL_RMS}
 
 
 @pytest.mark.parametrize("fixture", ["tiny", "tiny3"])
@@ -328,15 +336,18 @@ def test_golden_vs_float_tiny(fixture, request):
 
 
 @pytest.mark.slow
-def test_golden_vs_float_default_image():
+@pytest.mark.parametrize("name", ["default", "small"])
+def test_golden_vs_float_committed_images(name):
     from sw.data import load_split
 
-    img = read_image(IMAGE)
+    img = read_image(IMAGE if name == "default" else SMALL_IMAGE)
+    bounds = DEFAULT_BOUNDS if name == "default" else {"layer1_within": LAYER1_WITHIN,
+                                                       "rel_rms": REL_RMS}
     dev = load_split(sst2_dir(), "dev", limit=200)
     assert len(dev) == 200
     within, rel, agree = golden_vs_float(img, [e.text_a for e in dev])
-    assert within[0] >= LAYER1_WITHIN, within
-    assert max(rel) < REL_RMS, rel
+    assert within[0] >= bounds["layer1_within"], within
+    assert max(rel) < bounds["rel_rms"], rel
     assert agree >= LABELS_EQUAL, agree
 
 
