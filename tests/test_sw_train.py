@@ -205,7 +205,7 @@ def test_hidden_loss_ignores_padding_and_pools():
 
 
 def test_state_map_starts_as_the_identity_for_a_teacher_width_student():
-    from sw.train.loop import state_map
+    from sw.train.losses import state_map
 
     x = torch.randn(3, 5, 8)
     assert torch.equal(state_map(8, 8, True)(x), x)

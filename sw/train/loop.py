@@ -27,7 +27,7 @@ from sw.train.data import (
     split_holdout,
 )
 from sw.train.exits import finish
-from sw.train.losses import hidden_loss, kd_loss, layer_loss, teacher_layer_map
+from sw.train.losses import hidden_loss, kd_loss, layer_loss, state_map, teacher_layer_map
 
 __all__ = ["train"]
 
@@ -49,19 +49,6 @@ def _lr(step, n_steps, peak, warmup):
     if step < n_warm:
         return peak * (step + 1) / n_warm
     return peak * max(0.0, (n_steps - step) / max(1, n_steps - n_warm))
-
-
-def state_map(hidden, width, from_teacher):
-    """The linear map from the student's last states (``hidden`` wide) to the teacher's
-    (``width``) for the hidden-state loss. A student whose shared layer was taken from a
-    teacher layer at the teacher's width has its states in the teacher's basis: its map
-    starts as the identity; otherwise at PyTorch's random initialisation."""
-    proj = torch.nn.Linear(hidden, width)
-    if from_teacher and hidden == width:
-        with torch.no_grad():
-            proj.weight.copy_(torch.eye(hidden))
-            proj.bias.zero_()
-    return proj
 
 
 def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,

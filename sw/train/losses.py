@@ -1,8 +1,9 @@
 """Training losses: distillation from the teacher's logits and its hidden states."""
 
+import torch
 from torch.nn import functional as F
 
-__all__ = ["kd_loss", "hidden_loss", "teacher_layer_map", "layer_loss"]
+__all__ = ["kd_loss", "hidden_loss", "state_map", "teacher_layer_map", "layer_loss"]
 
 
 def kd_loss(logits, teacher, labels, temperature, alpha):
@@ -27,6 +28,19 @@ def hidden_loss(x, target, valid, proj, kind):
         count = m.sum(1).clamp(min=1)
         return F.mse_loss((y * m).sum(1) / count, (target * m).sum(1) / count)
     return F.mse_loss(y[valid], target[valid])
+
+
+def state_map(hidden, width, from_teacher):
+    """The linear map from the student's last states (``hidden`` wide) to the teacher's
+    (``width``) for the hidden-state loss. A student whose shared layer was taken from a
+    teacher layer at the teacher's width has its states in the teacher's basis: its map
+    starts as the identity; otherwise at PyTorch's random initialisation."""
+    proj = torch.nn.Linear(hidden, width)
+    if from_teacher and hidden == width:
+        with torch.no_grad():
+            proj.weight.copy_(torch.eye(hidden))
+            proj.bias.zero_()
+    return proj
 
 
 def teacher_layer_map(student_layers, teacher_layers):
