@@ -1,9 +1,11 @@
 """AdaptivFloat in PyTorch: the one rounding rule, the quantizer and quantization-aware training.
 
 The rounding rule ([F2] in DESIGN.md) is written once, in :func:`round_to_code`, on exact
-values of the form ``magnitude * 2^shift`` with an integer magnitude. The float quantizer feeds
-it the exact binary expansion of each float64 (``torch.frexp``), the golden requantizer
+values of the form ``magnitude * 2^shift`` with an integer magnitude. The encoder feeds it the
+exact binary expansion of each float64 (``torch.frexp``), the golden requantizer
 (:mod:`sw.golden.af`) feeds it accumulator integers, so both agree bit for bit by construction.
+:func:`quantize` (values in, values out: the QAT hot path) rounds the floats' bit patterns
+instead, for speed; a test holds it equal to ``decode(encode(x))`` on every boundary.
 
 Value of a code with bias ``b``: ``(-1)^s * sig * 2^(exp + b + offset - M)`` with
 ``sig = 2^M + man``; the code ``exp = man = 0`` is zero. All magnitudes below are expressed in
@@ -193,9 +195,43 @@ def decode(codes, bias, fmt: AFFormat = DEFAULT_AF, dtype=torch.float32):
     return torch.ldexp(sig.to(torch.float64), exp + fmt.scale_exponent(bias)).to(dtype)
 
 
+# Float dtypes whose bit patterns quantize() rounds directly: (integer view, mantissa bits).
+_FLOAT_BITS = {torch.float32: (torch.int32, 23), torch.float64: (torch.int64, 52)}
+
+
 def quantize(x, bias, fmt: AFFormat = DEFAULT_AF):
-    """Float → nearest AdaptivFloat value (as a float tensor of ``x``'s dtype)."""
-    return decode(encode(x, bias, fmt), bias, fmt, dtype=x.dtype)
+    """Float → nearest AdaptivFloat value (as a float tensor of ``x``'s dtype).
+
+    Equal to ``decode(encode(x, bias), bias)`` element for element (zero is +0), computed on the
+    floats' bit patterns instead of through codes, about 40 times faster: that is what
+    quantization-aware training and the fake-quantized evaluation spend their time on. Inside
+    the format's range an AdaptivFloat binade is a float binade with M mantissa bits, so
+    rounding the float's significand to M bits (ties to even, the carry running into the
+    exponent) is the rule [F2]; below binade 0 and above the top the rule's own cases apply.
+    ``tests/test_sw_adaptivfloat.py`` holds the two paths equal on every grid point, midpoint and
+    their float neighbours, at every bias of several formats.
+    """
+    fmt.check_bias(bias)
+    check_finite(x)
+    _check_dtype_holds(x.dtype, bias, fmt)
+    m = fmt.man_bits
+    scale = fmt.scale_exponent(bias)
+    work = x.detach() if x.dtype in _FLOAT_BITS else x.detach().to(torch.float32)  # exact
+    ints, mbits = _FLOAT_BITS[work.dtype]
+    drop = mbits - m
+    bits = work.view(ints) & torch.iinfo(ints).max  # |x|
+    if drop:
+        half_even = ((1 << (drop - 1)) - 1) + ((bits >> drop) & 1)
+        bits_rounded = (bits + half_even) & ~((1 << drop) - 1)
+    else:  # the float has exactly M mantissa bits: nothing to round
+        bits_rounded = bits
+    rounded = bits_rounded.view(work.dtype)
+    # Binade 0 holds 0 and 2^M + 1 .. 2^(M+1) - 1 steps (2^M itself is no code): what rounds
+    # to 2^M or below goes to the nearer of 0 and 2^M + 1, the midpoint to zero.
+    first = ((1 << m) + 1) * 2.0 ** scale
+    below = torch.where(2 * bits.view(work.dtype) > first, first, 0.0)
+    y = torch.where(rounded <= 2.0 ** (scale + m), below, rounded).clamp(max=fmt.max_value(bias))
+    return torch.where((work < 0) & (y > 0), -y, y).to(x.dtype)
 
 
 def weight_bias(x, fmt: AFFormat = DEFAULT_AF):
