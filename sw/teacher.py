@@ -19,6 +19,7 @@ from torch import nn
 from sw.tokenizer import WordPiece, default_model_dir, encode_examples
 
 __all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "predict_states",
+           "model_device", "resolve_device",
            "load_teacher", "cached_logits", "cache_states", "cached_states", "soup"]
 
 
@@ -56,24 +57,50 @@ class Teacher(nn.Module):
         return self.head(self.states(input_ids, attention_mask, token_type_ids), attention_mask)
 
 
-def _trim(ids, mask, types):
-    """Drop the all-padding tail of a batch (dynamic padding: the same result, faster)."""
+def _trim(ids, mask, types, device=None):
+    """Drop the all-padding tail of a batch (dynamic padding: the same result, faster), and
+    move it to ``device`` (when given)."""
     n = int(mask.sum(1).max())
-    return ids[:, :n], mask[:, :n], types[:, :n]
+    out = ids[:, :n], mask[:, :n], types[:, :n]
+    return out if device is None else tuple(t.to(device) for t in out)
+
+
+def model_device(model):
+    """The device ``model``'s parameters are on."""
+    return next(model.parameters()).device
+
+
+def resolve_device(name):
+    """``torch.device`` for a ``--device`` value (``cpu``, ``cuda``, ``cuda:N``), refusing a GPU
+    that is not there with a message that says so."""
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {name!r}") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {name!r}")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: this PyTorch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use --device cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s)")
+    return dev
 
 
 @torch.no_grad()
 def predict_logits(model, batch, *, batch_size=256, progress=None):
     """Logits of ``model`` for a tokenized :class:`~sw.tokenizer.Batch`, in eval mode."""
     model.eval()
+    dev = model_device(model)
     out = []
     # Sorting by length keeps padding small; the result is put back in the original order.
     order = torch.argsort(batch.attention_mask.sum(1))
     for s in range(0, len(batch), batch_size):
         idx = order[s:s + batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
-                                 batch.token_type_ids[idx])
-        out.append(model(ids, mask, types).float())
+                                 batch.token_type_ids[idx], dev)
+        out.append(model(ids, mask, types).float().cpu())
         if progress is not None:
             progress.update(len(idx))
     logits = torch.empty(len(batch), out[0].shape[1])
@@ -97,19 +124,20 @@ def predict_states(model, batch, *, batch_size=256, progress=None, with_logits=F
     offsets = torch.zeros(len(batch) + 1, dtype=torch.int64)
     offsets[1:] = lengths.cumsum(0)
     states = logits = None
+    dev = model_device(model)
     order = torch.argsort(lengths)
     for s in range(0, len(batch), batch_size):
         idx = order[s:s + batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
-                                 batch.token_type_ids[idx])
+                                 batch.token_type_ids[idx], dev)
         h32 = model.states(ids, mask, types)
-        h = h32.half()
+        h = h32.half().cpu()
         if states is None:
             states = torch.empty(int(offsets[-1]), h.shape[-1], dtype=torch.float16)
         for j, i in enumerate(idx.tolist()):
             states[offsets[i]:offsets[i + 1]] = h[j, :offsets[i + 1] - offsets[i]]
         if with_logits:
-            z = model.head(h32, mask).float()
+            z = model.head(h32, mask).float().cpu()
             if logits is None:
                 logits = torch.empty(len(batch), z.shape[1])
             logits[idx] = z
@@ -142,7 +170,7 @@ def bucketed_order(lengths, batch_size, n_epochs, seed, *, bucket=64):
 def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, batch_size=32,
               lr=1e-4, warmup=0.06, weight_decay=0.01, seed=0, ckpt_every=100,
               freeze_word_embeddings=True, logits_limit=None, stop_at=None, init_from=None,
-              log=print):
+              device="cpu", log=print):
     """Fine-tune the teacher, checkpointing to ``out_dir`` and resuming from it.
 
     ``stop_at`` ends training after that many steps (of the schedule for ``epochs``): a way to
@@ -151,6 +179,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     lower learning rate.
     ``freeze_word_embeddings`` keeps the 30k x 384 token table fixed: it saves a third of the
     optimizer work on a CPU and barely changes accuracy on a single task.
+    ``device`` is where it trains (``cpu`` or a CUDA GPU); the outputs are the same files.
     Writes ``teacher.safetensors`` (final weights), ``teacher.json`` (dev accuracy, settings)
     and ``train_logits.safetensors`` (logits on ``train``, in its order, or on its first
     ``logits_limit`` examples) for distillation.
@@ -165,6 +194,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     if init_from is not None:
         model.load_state_dict(load_file(Path(init_from) / "teacher.safetensors"))
         log(f"starting from the fine-tuned teacher in {init_from}")
+    device = resolve_device(device)
+    model.to(device)
     batch, labels = encode_examples(tok, train)
     n_steps = math.ceil(epochs * len(train) / batch_size)
     perm = bucketed_order(batch.attention_mask.sum(1), batch_size,
@@ -186,7 +217,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     if ckpt.is_file():
         state = load_file(ckpt)
         model.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
-        opt_state = torch.load(out_dir / "teacher_opt.pt", weights_only=True)
+        opt_state = torch.load(out_dir / "teacher_opt.pt", weights_only=True,
+                               map_location=device)
         opt.load_state_dict(opt_state["opt"])
         sched.load_state_dict(opt_state["sched"])
         step = opt_state["step"]
@@ -200,8 +232,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     while step < end:
         idx = perm[step * batch_size:(step + 1) * batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
-                                 batch.token_type_ids[idx])
-        loss = nn.functional.cross_entropy(model(ids, mask, types), labels[idx])
+                                 batch.token_type_ids[idx], device)
+        loss = nn.functional.cross_entropy(model(ids, mask, types), labels[idx].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)
@@ -213,8 +245,8 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
         if step % 50 == 0:
             log(f"step {step}/{n_steps} loss {loss_avg:.4f} {time.time() - t0:.0f}s")
         if step % ckpt_every == 0 or step == end:
-            save_file({f"model.{k}": v.contiguous() for k, v in model.state_dict().items()},
-                      ckpt)
+            save_file({f"model.{k}": v.cpu().contiguous()
+                       for k, v in model.state_dict().items()}, ckpt)
             torch.save({"opt": opt.state_dict(), "sched": sched.state_dict(), "step": step},
                        out_dir / "teacher_opt.pt")
     bar.close()
@@ -224,7 +256,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
             "batch_size": batch_size, "lr": lr, "max_len": max_len, "seed": seed,
             "model_dir": str(tok.model_dir), "train_s": time.time() - t0,
             "init_from": None if init_from is None else str(init_from),
-            "freeze_word_embeddings": freeze_word_embeddings}
+            "freeze_word_embeddings": freeze_word_embeddings, "device": str(device)}
     return _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log)
 
 
@@ -239,7 +271,7 @@ def _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log):
     dev_logits = predict_logits(model, dev_batch)
     acc = float((dev_logits.argmax(1) == dev_labels).float().mean())
     log(f"teacher dev accuracy {acc:.4f}")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+    save_file({k: v.cpu().contiguous() for k, v in model.state_dict().items()},
               out_dir / "teacher.safetensors")
     meta = {**meta, "dev_accuracy": acc,
             "dev_correct": int((dev_logits.argmax(1) == dev_labels).sum())}
@@ -256,7 +288,7 @@ def _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log):
 
 
 def soup(ingredients, train, dev, out_dir, *, model_dir=None, max_len=64, logits_limit=None,
-         log=print):
+         device="cpu", log=print):
     """A uniform model soup (Wortsman et al., ICML 2022): the element-wise mean of the weights
     of several teachers fine-tuned from the same checkpoint (e.g. the same recipe with different
     seeds), evaluated and cached exactly like a fine-tuned teacher.
@@ -304,7 +336,7 @@ def soup(ingredients, train, dev, out_dir, *, model_dir=None, max_len=64, logits
     mean = {k: (sum(st[k].double() for st in states) / len(states)).to(first[k].dtype)
             for k in first}
     model.load_state_dict(mean)
-    model.eval()
+    model.to(resolve_device(device)).eval()
     log(f"soup of {len(ingredients)} teachers: {', '.join(map(str, ingredients))}")
     batch, labels = encode_examples(tok, train)
     meta = {"soup": [str(d) for d in ingredients],
@@ -314,16 +346,16 @@ def soup(ingredients, train, dev, out_dir, *, model_dir=None, max_len=64, logits
     return _finish(model, tok, batch, labels, dev, out_dir, meta, logits_limit, log)
 
 
-def load_teacher(out_dir, model_dir=None):
-    """The fine-tuned teacher saved by :func:`fine_tune` in ``out_dir``."""
+def load_teacher(out_dir, model_dir=None, device="cpu"):
+    """The fine-tuned teacher saved by :func:`fine_tune` in ``out_dir``, on ``device``."""
     state = load_file(Path(out_dir) / "teacher.safetensors")
     model = Teacher(model_dir, n_labels=state["classifier.weight"].shape[0])
     model.load_state_dict(state)
-    return model.eval()
+    return model.to(resolve_device(device)).eval()
 
 
 def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=0, concat=0.0,
-                    states=False, progress=True, log=print):
+                    states=False, progress=True, device="cpu", log=print):
     """Augment ``train`` (:func:`sw.augment.augment`, ``copies`` per example) and cache the
     fine-tuned teacher's logits on the new sentences: ``augment.tsv`` (GLUE format, the label
     column holds the teacher's prediction) and ``augment_logits.safetensors`` (``logits``,
@@ -341,7 +373,7 @@ def cache_augmented(out_dir, train, copies, *, model_dir=None, max_len=64, seed=
     neighbours = neighbour_table(train, model_dir)
     examples, source, partner = augment(train, copies, neighbours, seed=seed, p_concat=concat)
     log(f"augmented {len(train)} training examples into {len(examples)} new ones")
-    model = load_teacher(out_dir, model_dir)
+    model = load_teacher(out_dir, model_dir, device)
     batch, _ = encode_examples(WordPiece(model_dir, max_len=max_len), examples)
     what = "logits and states" if states else "logits"
     bar = tqdm(total=len(examples), desc=f"teacher {what} (augmented)", mininterval=10,
@@ -403,7 +435,8 @@ def cached_logits(out_dir, n_expected):
     return d["logits"][:n_expected], d["labels"][:n_expected]
 
 
-def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, log=print):
+def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, device="cpu",
+                 log=print):
     """Cache the fine-tuned teacher's last-layer token states (:func:`predict_states`) on the
     training set (``train_states.safetensors``) and, when ``out_dir`` holds an augmented cache,
     on the augmented sentences (``augment_states.safetensors``), for hidden-state distillation
@@ -412,7 +445,7 @@ def cache_states(out_dir, train, *, model_dir=None, max_len=64, progress=True, l
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
-    model = load_teacher(out_dir, model_dir)
+    model = load_teacher(out_dir, model_dir, device)
     tok = WordPiece(model_dir, max_len=max_len)
     sets = [("train", train)]
     if (out_dir / "augment_logits.safetensors").is_file():

@@ -289,3 +289,22 @@ def test_threshold_choice_predictor_and_dvfs():
     assert stats["mae_layers"] == 0.0
     assert dvfs_table(torch.tensor([1, 2, 3]), 3, [250, 500, 750, 1000], [5, 6, 7, 8]) == \
         [(1, 1), (2, 2), (3, 3)]
+
+
+def test_device_option_names_what_is_wrong(tmp_path):
+    from sw.teacher import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    for bad in ("tpu", "gpu0", "cuda:x"):
+        with pytest.raises(ValueError, match="device must be 'cpu', 'cuda' or 'cuda:N'"):
+            resolve_device(bad)
+    data = make_task(tmp_path / "task", n_train=160, n_dev=20)
+    n_gpus = torch.cuda.device_count()
+    missing = "cuda" if n_gpus == 0 else f"cuda:{n_gpus}"
+    with pytest.raises(ValueError, match="no CUDA GPU" if n_gpus == 0 else "only"):
+        resolve_device(missing)
+    for cmd in (["train", "--teacher", "none", "-o", str(tmp_path / "run")],
+                ["teacher", "-o", str(tmp_path / "teacher")]):
+        with pytest.raises(SystemExit, match=f"edgebert {cmd[0]}: --device"):
+            main([*cmd, "--data", str(data), "--device", missing])
+    assert not (tmp_path / "run").exists()

@@ -24,6 +24,9 @@ sentences, float16, about 0.7 GB per 67k SST-2 examples (train_states.safetensor
 augment_states.safetensors), for hidden-state distillation (`--set train.hidden_beta=B`).
 A states file that is already there is kept (new augmentations or a new fine-tuning remove
 the stale one).
+
+--device cuda runs the fine-tuning and the teacher's passes on a CUDA GPU (about a minute per
+epoch of SST-2 on one H200, against 10 minutes with 2 CPU threads); the files are the same.
 """
 
 
@@ -67,6 +70,8 @@ def register(sub):
                    help="also fine-tune the 30k x 384 token table (default: kept frozen, "
                         "which saves a third of the optimizer work on a CPU)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--device", default="cpu",
+                   help="where to run: cpu, cuda or cuda:N (default: cpu)")
     p.set_defaults(func=run)
 
 
@@ -76,9 +81,13 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cache_augmented, cache_states, fine_tune, soup
+    from sw.teacher import cache_augmented, cache_states, fine_tune, resolve_device, soup
 
     torch.set_num_threads(args.threads)
+    try:
+        resolve_device(args.device)
+    except ValueError as e:
+        raise SystemExit(f"edgebert teacher: --device: {e}") from None
     train = load_split(args.data, "train", limit=args.train_limit)
     dev = load_split(args.data, "dev")
     log_path = Path(args.out) / "teacher.log"
@@ -106,7 +115,8 @@ def run(args):
     elif args.soup is not None:
         try:
             meta = soup(args.soup, train, dev, args.out, model_dir=args.model_dir,
-                        max_len=args.max_len, logits_limit=args.logits_limit, log=log)
+                        max_len=args.max_len, logits_limit=args.logits_limit,
+                        device=args.device, log=log)
         except (ValueError, FileNotFoundError) as e:
             raise SystemExit(f"edgebert teacher --soup: {e}") from None
         print(f"soup of {len(args.soup)} teachers: dev accuracy {meta['dev_accuracy']:.4f} "
@@ -117,15 +127,17 @@ def run(args):
                          max_len=args.max_len, epochs=args.epochs, batch_size=args.batch_size,
                          lr=args.lr, seed=args.seed, logits_limit=args.logits_limit,
                          stop_at=args.stop_at, init_from=args.init_from,
-                         freeze_word_embeddings=not args.train_word_embeddings, log=log)
+                         freeze_word_embeddings=not args.train_word_embeddings,
+                         device=args.device, log=log)
         print(f"teacher dev accuracy {meta['dev_accuracy']:.4f} ({meta['train_s']:.0f} s); "
               f"outputs in {args.out}")
     if args.augment:
         n = cache_augmented(args.out, train, args.augment, model_dir=args.model_dir,
                             max_len=args.max_len, seed=args.seed, concat=args.concat,
-                            states=args.states, log=log)  # one teacher pass for both
+                            states=args.states, device=args.device,
+                            log=log)  # one teacher pass for both
         print(f"{n} augmented examples with teacher logits in {args.out}/augment.tsv")
     if args.states:
         n = cache_states(args.out, train, model_dir=args.model_dir, max_len=args.max_len,
-                         log=log)
+                         device=args.device, log=log)
         print(f"teacher token states for {n} examples in {args.out}/*_states.safetensors")

@@ -12,14 +12,16 @@ __all__ = ["evaluate_logits", "accuracy", "calibrate"]
 
 @torch.no_grad()
 def evaluate_logits(model, batch, *, batch_size=256):
-    """``(L, N, C)`` off-ramp logits of ``model`` (eval mode) for a tokenized batch."""
+    """``(L, N, C)`` off-ramp logits of ``model`` (eval mode) for a tokenized batch, on the CPU
+    (each batch runs where the model is)."""
     was = model.training
     model.eval()
+    device = next(model.parameters()).device
     order = torch.argsort(batch.attention_mask.sum(1))
     out = []
     for s in range(0, len(batch), batch_size):
         idx = order[s:s + batch_size]
-        out.append(model(*rows(batch, idx)))
+        out.append(model(*(t.to(device) for t in rows(batch, idx))).cpu())
     model.train(was)
     cat = torch.cat(out, dim=1)
     logits = torch.empty_like(cat)

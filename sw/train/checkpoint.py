@@ -14,14 +14,15 @@ __all__ = ["save_ckpt", "load_ckpt", "load_opt", "save_student", "load_student"]
 
 def save_ckpt(path, model, opt, pruner, proj, meta):
     """Model, hidden-state map, pruning scores, optimizer and RNG state, written atomically."""
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v.cpu().contiguous() for k, v in model.state_dict().items()}
     if proj is not None:
-        tensors.update({f"hproj.{k}": v.contiguous() for k, v in proj.state_dict().items()})
-    tensors.update({f"pruner.{k}": v.contiguous() for k, v in pruner.state().items()})
+        tensors.update({f"hproj.{k}": v.cpu().contiguous()
+                        for k, v in proj.state_dict().items()})
+    tensors.update({f"pruner.{k}": v.cpu().contiguous() for k, v in pruner.state().items()})
     if opt is not None:
         for i, st in opt.state_dict()["state"].items():
             for k, v in st.items():
-                tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).contiguous()
+                tensors[f"opt.{i}.{k}"] = torch.as_tensor(v).cpu().contiguous()
     tensors["rng"] = torch.get_rng_state()
     tmp = Path(str(path) + ".tmp")
     save_file(tensors, tmp, metadata={"meta": json.dumps(meta)})
@@ -49,7 +50,7 @@ def load_opt(opt, tensors):
 
 def save_student(path, model, metrics):
     """The trained student with its config and results (what ``edgebert export`` reads)."""
-    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"student_config": json.dumps(model.config.to_dict()),
             "metrics": json.dumps(metrics)}
     save_file(tensors, path, metadata=meta)

@@ -119,7 +119,7 @@ def gather_states(store, rows, t):
     states, offsets = store
     start = offsets[rows]
     n = offsets[rows + 1] - start
-    pos = torch.arange(t)
+    pos = torch.arange(t, device=offsets.device)
     valid = pos[None, :] < n[:, None]
     idx = (start[:, None] + pos[None, :]).clamp(max=len(states) - 1)
     return states[idx].float(), valid

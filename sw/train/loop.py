@@ -12,7 +12,7 @@ import torch
 
 from sw.compress import Pruner
 from sw.student import Student
-from sw.teacher import bucketed_order
+from sw.teacher import bucketed_order, resolve_device
 from sw.tokenizer import Batch, WordPiece, default_model_dir, encode_examples
 from sw.train.calibrate import calibrate
 from sw.train.checkpoint import load_ckpt, load_opt, save_ckpt, save_student
@@ -109,6 +109,21 @@ def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, 
     return d
 
 
+def _to_device(d, device):
+    """Move the training tensors (batch, labels, teacher logits and states) to ``device``; the
+    held-out and dev batches stay where they are (evaluation moves each batch)."""
+    if device.type == "cpu":
+        return
+    d.fit = Batch(d.fit.input_ids.to(device), d.fit.attention_mask.to(device),
+                  d.fit.token_type_ids.to(device), 0)
+    d.fit_labels = d.fit_labels.to(device)
+    if d.fit_teacher is not None:
+        d.fit_teacher = d.fit_teacher.to(device)
+    if d.store is not None:
+        d.store = tuple(t.to(device) for t in d.store)
+        d.store_rows = d.store_rows.to(device)
+
+
 def _make_student(cfg, d, model_dir, teacher_dir, log):
     """The student over the vocabulary the training set uses, initialised as configured."""
     r, tok = cfg.train, d.tok
@@ -148,7 +163,7 @@ def _make_student(cfg, d, model_dir, teacher_dir, log):
     return model, scfg, kept
 
 
-def _layer_teacher(r, scfg, teacher_dir, model_dir, log):
+def _layer_teacher(r, scfg, teacher_dir, model_dir, log, device):
     """``(teacher, layer map)`` for the per-application state loss (``train.layer_beta``), or
     ``(None, None)``: the fine-tuned teacher, frozen, as wide as the student."""
     if r.layer_beta <= 0:
@@ -158,7 +173,7 @@ def _layer_teacher(r, scfg, teacher_dir, model_dir, log):
                          f"teacher.safetensors from edgebert teacher), not {teacher_dir}")
     from sw.teacher import load_teacher
 
-    teacher = load_teacher(teacher_dir, model_dir)
+    teacher = load_teacher(teacher_dir, model_dir, device)
     tc = teacher.encoder.config
     if tc.hidden_size != scfg.hidden:
         raise ValueError(f"train.layer_beta holds the student's states to the teacher's without "
@@ -178,6 +193,7 @@ def _backbone_stage(s, d, r, step, progress, log):
     model, scfg, opt, pruner = s.model, s.scfg, s.opt, s.pruner
     bar = tqdm(total=s.n1, initial=step, desc="backbone", disable=not progress, mininterval=5)
     loss_avg = h_avg = l_avg = None
+    t_mark, step_mark = time.time(), step
     while step < s.n1:
         frac = step / s.n1
         model.quant.weights = frac >= r.qat_weights_from
@@ -222,9 +238,11 @@ def _backbone_stage(s, d, r, step, progress, log):
             sp = model.sparsity()
             hid = "" if h_avg is None else f" hidden {h_avg:.4f}"
             hid += "" if l_avg is None else f" layers {l_avg:.4f}"
+            per_step = (time.time() - t_mark) / (step - step_mark)
+            t_mark, step_mark = time.time(), step
             log(f"backbone {step}/{s.n1} loss {loss_avg:.4f}{hid} encoder sparsity "
                 f"{sp['encoder']:.3f} word {sp['word']:.3f} qat w={model.quant.weights} "
-                f"a={model.quant.acts} spans {model.spans().tolist()}")
+                f"a={model.quant.acts} spans {model.spans().tolist()} {per_step:.3f} s/step")
         if step % r.ckpt_every == 0 and step < s.n1:
             s.save(1, step)
     bar.close()
@@ -270,7 +288,7 @@ def _ramp_stage(s, d, r, step, progress, log):
 
 def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_logits=None,
           augmented=None, teacher_states=None, augmented_states=None, model_dir=None,
-          teacher_dir=None, echo=False, progress=True):
+          teacher_dir=None, echo=False, progress=True, device="cpu"):
     """Run the whole recipe; returns the metrics dict (also written to ``metrics.json``).
 
     ``teacher_logits`` are the teacher's logits on ``train_examples`` (same order) or ``None``
@@ -286,10 +304,15 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     ``train.teacher_init_layer > 0`` (:func:`sw.teacher_init.init_from_teacher`) or
     ``train.layer_beta > 0`` (each application's token states held to a teacher layer's,
     which the teacher computes on every batch).
+    ``device`` (``cpu``, ``cuda``, ``cuda:N``) is where the student trains, calibrates and is
+    evaluated; the saved student is the same kind of file either way. On a GPU, dropout draws
+    from the GPU's generator, which checkpoints do not hold: a resumed GPU run is not
+    bit-identical to an uninterrupted one (a resumed CPU run is).
     Writes ``student.safetensors`` (final, with its config) to
     ``out_dir`` and resumes from ``ckpt.safetensors`` there if present.
     """
     t_start = time.time()
+    device = resolve_device(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     log = _Log(out_dir / "train.log", echo)
@@ -299,6 +322,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     d = _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,
                       teacher_states, augmented_states)
     model, scfg, kept = _make_student(cfg, d, model_dir, teacher_dir, log)
+    model.to(device)
+    _to_device(d, device)
+    if device.type != "cpu":
+        log(f"training on {device} ({torch.cuda.get_device_name(device)})")
 
     s = SimpleNamespace(model=model, scfg=scfg)
     s.n1 = math.ceil(r.epochs * len(d.fit_labels) / r.batch_size)
@@ -315,9 +342,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.backbone += [*model.pooler[-1].parameters(), *model.classifier[-1].parameters()]
     s.proj = None
     if d.store is not None:
-        s.proj = state_map(scfg.hidden, d.store[0].shape[1], bool(r.teacher_init_layer))
+        s.proj = state_map(scfg.hidden, d.store[0].shape[1],
+                           bool(r.teacher_init_layer)).to(device)
         s.backbone += list(s.proj.parameters())
-    s.layer_teacher, s.layer_map = _layer_teacher(r, scfg, teacher_dir, model_dir, log)
+    s.layer_teacher, s.layer_map = _layer_teacher(r, scfg, teacher_dir, model_dir, log, device)
     s.ramps = [p for i in range(scfg.layers - 1)
                for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
 
@@ -385,6 +413,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
                     "n_augmented": len(d.fit_labels) - d.n_orig, "n_holdout": r.holdout,
                     "n_dev": len(d.dev_labels), "vocab_kept": len(kept),
                     "kd": d.fit_teacher is not None, "config": cfg_dict,
+                    "device": str(device),
                     "student_config": scfg.to_dict()})
     save_student(out_dir / "student.safetensors", model, metrics)
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
