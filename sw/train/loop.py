@@ -330,7 +330,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s = SimpleNamespace(model=model, scfg=scfg)
     s.n1 = math.ceil(r.epochs * len(d.fit_labels) / r.batch_size)
     s.n2 = math.ceil(r.ramp_epochs * len(d.fit_labels) / r.batch_size) if scfg.layers > 1 else 0
-    lengths = d.fit.attention_mask.sum(1)
+    lengths = d.fit.attention_mask.sum(1).cpu()
     s.order1 = bucketed_order(lengths, r.batch_size,
                               math.ceil(s.n1 * r.batch_size / len(lengths)), r.seed)
     s.order2 = bucketed_order(lengths, r.batch_size,
