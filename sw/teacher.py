@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from sw.device import model_device, resolve_device
 from sw.tokenizer import WordPiece, default_model_dir, encode_examples
 
 __all__ = ["Teacher", "bucketed_order", "fine_tune", "predict_logits", "predict_states",
-           "model_device", "resolve_device",
            "load_teacher", "cached_logits", "cache_states", "cached_states", "soup"]
 
 
@@ -63,29 +63,6 @@ def _trim(ids, mask, types, device=None):
     n = int(mask.sum(1).max())
     out = ids[:, :n], mask[:, :n], types[:, :n]
     return out if device is None else tuple(t.to(device) for t in out)
-
-
-def model_device(model):
-    """The device ``model``'s parameters are on."""
-    return next(model.parameters()).device
-
-
-def resolve_device(name):
-    """``torch.device`` for a ``--device`` value (``cpu``, ``cuda``, ``cuda:N``), refusing a GPU
-    that is not there with a message that says so."""
-    try:
-        dev = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {name!r}") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'cuda:N', not {name!r}")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: this PyTorch sees no CUDA GPU "
-                             f"(torch {torch.__version__}); use --device cpu")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA GPU(s)")
-    return dev
 
 
 @torch.no_grad()
@@ -197,6 +174,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
     device = resolve_device(device)
     model.to(device)
     batch, labels = encode_examples(tok, train)
+    labels_dev = labels.to(device)
     n_steps = math.ceil(epochs * len(train) / batch_size)
     perm = bucketed_order(batch.attention_mask.sum(1), batch_size,
                           math.ceil(n_steps * batch_size / len(train)), seed)
@@ -233,7 +211,7 @@ def fine_tune(train, dev, out_dir, *, model_dir=None, max_len=64, epochs=1.0, ba
         idx = perm[step * batch_size:(step + 1) * batch_size]
         ids, mask, types = _trim(batch.input_ids[idx], batch.attention_mask[idx],
                                  batch.token_type_ids[idx], device)
-        loss = nn.functional.cross_entropy(model(ids, mask, types), labels[idx].to(device))
+        loss = nn.functional.cross_entropy(model(ids, mask, types), labels_dev[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(params, 1.0)

@@ -292,7 +292,7 @@ def test_threshold_choice_predictor_and_dvfs():
 
 
 def test_device_option_names_what_is_wrong(tmp_path):
-    from sw.teacher import resolve_device
+    from sw.device import resolve_device
 
     assert resolve_device("cpu") == torch.device("cpu")
     for bad in ("tpu", "gpu0", "cuda:x"):

@@ -81,7 +81,8 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cache_augmented, cache_states, fine_tune, resolve_device, soup
+    from sw.device import resolve_device
+    from sw.teacher import cache_augmented, cache_states, fine_tune, soup
 
     torch.set_num_threads(args.threads)
     try:

@@ -43,7 +43,8 @@ def run(args):
     import torch
 
     from sw.data import load_split
-    from sw.teacher import cached_augmented, cached_logits, cached_states, resolve_device
+    from sw.device import resolve_device
+    from sw.teacher import cached_augmented, cached_logits, cached_states
     from sw.train import load_config, train
 
     torch.set_num_threads(args.threads)

@@ -3,6 +3,7 @@
 import torch
 
 from sw.adaptivfloat import quantize, weight_bias
+from sw.device import model_device
 from sw.student import EMB_SITES
 from sw.train.config import CALIB_METHODS
 from sw.train.data import rows
@@ -16,7 +17,7 @@ def evaluate_logits(model, batch, *, batch_size=256):
     (each batch runs where the model is)."""
     was = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     order = torch.argsort(batch.attention_mask.sum(1))
     out = []
     for s in range(0, len(batch), batch_size):

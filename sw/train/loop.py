@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import torch
 
 from sw.compress import Pruner
+from sw.device import resolve_device
 from sw.student import Student
-from sw.teacher import bucketed_order, resolve_device
+from sw.teacher import bucketed_order
 from sw.tokenizer import Batch, WordPiece, default_model_dir, encode_examples
 from sw.train.calibrate import calibrate
 from sw.train.checkpoint import load_ckpt, load_opt, save_ckpt, save_student
