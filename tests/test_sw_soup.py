@@ -1,0 +1,96 @@
+"""``edgebert train --soup``: the mean of finished students, pruned, calibrated, exported."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sw.cli import main
+from sw.compress import block_scores
+from tests.test_sw_train import MICRO, make_task, sets
+
+
+def _run(data, out, *extra):
+    assert main(["train", "--data", str(data), "--teacher", "none", "-q", "--threads", "1",
+                 "-o", str(out), *sets([*MICRO, *extra])]) == 0
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("soup")
+    data = make_task(tmp / "task", n_train=160, n_dev=40)
+    _run(data, tmp / "a")
+    _run(data, tmp / "b", "train.epochs=1.5")
+    return tmp, data
+
+
+@pytest.mark.slow
+def test_soup_averages_prunes_again_and_exports(two_runs, capsys):
+    tmp, data = two_runs
+    out = tmp / "soup"
+    assert main(["train", "--soup", str(tmp / "a"), str(tmp / "b"), "--data", str(data),
+                 "-o", str(out), "-q", "--threads", "1"]) == 0
+    assert "soup dev accuracy" in capsys.readouterr().out
+    a = load_file(tmp / "a" / "student.safetensors")
+    b = load_file(tmp / "b" / "student.safetensors")
+    s = load_file(out / "student.safetensors")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["soup"] == [str(tmp / n / "student.safetensors") for n in "ab"]
+    ma = json.loads((tmp / "a" / "metrics.json").read_text())
+    mb = json.loads((tmp / "b" / "metrics.json").read_text())
+    assert metrics["soup_dev_accuracy"] == [ma["dev"]["accuracy_all_layers"],
+                                            mb["dev"]["accuracy_all_layers"]]
+    assert metrics["train_s"] >= ma["train_s"] + mb["train_s"]
+    block = 16
+    for name in ("wq", "wk", "wv", "wo", "ff1", "ff2"):
+        w, m = f"{name}.weight", f"{name}.mask"
+        mean = (a[w] * a[m] + b[w] * b[m]) / 2
+        mask = s[f"{name}.mask"]
+        # Same sparsity as the ingredients, in 1 x 16 blocks, the strongest blocks of the mean.
+        assert mask.mean() == a[f"{name}.mask"].mean()
+        kept = block_scores(mask, block) > 0
+        assert torch.all(block_scores(mask, block)[kept] == block)
+        scores = block_scores(mean.abs(), block)
+        assert scores[kept].min() >= scores[~kept].max()
+        assert torch.equal(s[f"{name}.weight"], mean * mask)
+    word = (a["word.weight"] * a["word_mask"] + b["word.weight"] * b["word_mask"]) / 2
+    assert s["word_mask"].mean() == a["word_mask"].mean()
+    assert torch.equal(s["word.weight"], word * s["word_mask"])
+    assert torch.equal(s["emb_ln.weight"], (a["emb_ln.weight"] + b["emb_ln.weight"]) / 2)
+    assert torch.equal(s["span_frac"], (a["span_frac"] + b["span_frac"]) / 2)
+    assert torch.equal(s["vocab_map"], a["vocab_map"])
+    # An ordinary student: it exports, and the image gives the accuracy the soup recorded.
+    image = tmp / "soup.ebimg"
+    assert main(["export", str(out / "student.safetensors"), "-o", str(image)]) == 0
+    result = tmp / "eval.json"
+    assert main(["evaluate", str(image), "--data", str(data), "--backend", "float",
+                 "--json", str(result)]) == 0
+    res = json.loads(result.read_text())
+    assert res["accuracy_all_layers"] == metrics["dev"]["accuracy_all_layers"]
+    assert res["avg_layers"] == metrics["dev"]["avg_layers"]
+
+
+@pytest.mark.slow
+def test_soup_refuses_what_it_cannot_average(two_runs, tmp_path):
+    tmp, data = two_runs
+
+    def soup(*args):
+        with pytest.raises(SystemExit) as e:
+            main(["train", "--data", str(data), "-q", "--threads", "1", *args])
+        return str(e.value)
+
+    assert "at least two" in soup("--soup", str(tmp / "a"), "-o", str(tmp_path / "s"))
+    assert "different students" in soup("--soup", str(tmp / "a"), str(tmp / "a"),
+                                        "-o", str(tmp_path / "s"))
+    assert "holds one of its ingredients" in soup("--soup", str(tmp / "a"), str(tmp / "b"),
+                                                  "-o", str(tmp / "a"))
+    assert "does not exist" in soup("--soup", str(tmp / "a"), str(tmp_path / "nothing"),
+                                    "-o", str(tmp_path / "s"))
+    assert "drop --set" in soup("--soup", str(tmp / "a"), str(tmp / "b"), "--set",
+                                "train.epochs=2", "-o", str(tmp_path / "s"))
+    wide = tmp_path / "wide"
+    _run(data, wide, "student.ffn=128")
+    assert "another student or pruning configuration" in soup(
+        "--soup", str(tmp / "a"), str(wide), "-o", str(tmp_path / "s"))
+    assert not (tmp_path / "s").exists()
