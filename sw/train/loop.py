@@ -287,6 +287,16 @@ def _ramp_stage(s, d, r, step, progress, log):
         p.requires_grad_(True)
 
 
+def calibrate_and_finish(model, d, r):
+    """The end of a run (and of a soup): calibrate the activation biases on the recipe's
+    calibration slice of ``d`` (from :func:`_prepare_data`), then the accuracies and tables
+    (:func:`~sw.train.exits.finish`)."""
+    calib_idx = torch.arange(min(r.calib_examples, d.n_orig))
+    calibrate(model, d.subset(d.fit_idx[calib_idx]), method=r.calib_method,
+              percentile=r.calib_percentile)
+    return finish(model, d.hold, d.hold_labels, d.dev_batch, d.dev_labels, r)
+
+
 def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_logits=None,
           augmented=None, teacher_states=None, augmented_states=None, model_dir=None,
           teacher_dir=None, echo=False, progress=True, device="cpu"):
@@ -405,11 +415,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     model.eval()
     train_s = elapsed_before + time.time() - t_start
     log(f"training done in {train_s:.0f} s; calibrating ({r.calib_method})")
-    calib_idx = torch.arange(min(r.calib_examples, d.n_orig))
-    calibrate(model, d.subset(d.fit_idx[calib_idx]), method=r.calib_method,
-              percentile=r.calib_percentile)
-
-    metrics = finish(model, d.hold, d.hold_labels, d.dev_batch, d.dev_labels, r)
+    metrics = calibrate_and_finish(model, d, r)
     metrics.update({"train_s": train_s, "n_train": d.n_orig,
                     "n_augmented": len(d.fit_labels) - d.n_orig, "n_holdout": r.holdout,
                     "n_dev": len(d.dev_labels), "vocab_kept": len(kept),

@@ -21,11 +21,9 @@ import torch
 
 from sw.compress import mask_from_scores
 from sw.tokenizer import default_model_dir
-from sw.train.calibrate import calibrate
 from sw.train.checkpoint import load_student, save_student
 from sw.train.config import TrainConfig
-from sw.train.exits import finish
-from sw.train.loop import _Log, _prepare_data
+from sw.train.loop import _Log, _prepare_data, calibrate_and_finish
 
 # What must be equal across ingredients, by config section: the model, its pruning and the
 # data split the calibration, threshold and dev figures depend on.
@@ -122,14 +120,9 @@ def soup_students(ingredients, train_examples, dev_examples, out_dir, *, model_d
     model_dir = Path(model_dir) if model_dir is not None else default_model_dir()
     d = _prepare_data(data_cfg, model_dir, train_examples, dev_examples, None, None, None,
                       None)
-    model = average_students(models, cfg.prune.block)
-    model.quant.weights = model.quant.acts = True
-    model.eval()
+    model = average_students(models, cfg.prune.block)  # quantized, in eval mode (load_student)
     r = cfg.train
-    calib_idx = torch.arange(min(r.calib_examples, d.n_orig))
-    calibrate(model, d.subset(d.fit_idx[calib_idx]), method=r.calib_method,
-              percentile=r.calib_percentile)
-    metrics = finish(model, d.hold, d.hold_labels, d.dev_batch, d.dev_labels, r)
+    metrics = calibrate_and_finish(model, d, r)
     first = metrics_in[0]
     metrics.update({
         # Training time of the soup = its ingredients' training, summed, plus the mean.
