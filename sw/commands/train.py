@@ -17,6 +17,10 @@ Override any setting with --set SECTION.KEY=VALUE, e.g. --set train.epochs=1 --s
 2 CPU threads); the student file is the same kind either way, and `edgebert export` and
 `edgebert evaluate` run on the CPU.
 
+--set train.average_from=F keeps, as the backbone's weights, their mean over every step from
+fraction F of the backbone steps to the last (F >= prune.end, when the masks are final; 1.0:
+the last weights): a one-run counterpart of --soup that costs no extra steps.
+
 --soup DIR DIR ... makes no new run: it averages finished students of the same recipe (e.g. two
 runs with other train.epochs or train.seed), prunes the mean again, calibrates it and chooses
 its tables as a run does, and writes an ordinary student to --out (docs/training.md: the

@@ -15,8 +15,9 @@ rerunning the same command resumes from the last one and gives the same result.
 Modules: :mod:`~sw.train.config` (configuration), :mod:`~sw.train.data` (data preparation),
 :mod:`~sw.train.losses`, :mod:`~sw.train.calibrate` (evaluation and calibration),
 :mod:`~sw.train.exits` (threshold, exit predictor, DVFS table, metrics),
-:mod:`~sw.train.checkpoint`, :mod:`~sw.train.loop` (:func:`train`) and :mod:`~sw.train.soup`
-(the weight mean of finished runs, ``edgebert train --soup``).
+:mod:`~sw.train.checkpoint`, :mod:`~sw.train.average` (the weight mean of a run's last steps,
+``train.average_from``), :mod:`~sw.train.loop` (:func:`train`) and :mod:`~sw.train.soup` (the
+weight mean of finished runs, ``edgebert train --soup``).
 """
 
 from sw.train.calibrate import calibrate, evaluate_logits

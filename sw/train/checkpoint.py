@@ -12,13 +12,17 @@ from sw.student import Student, StudentConfig
 __all__ = ["save_ckpt", "load_ckpt", "load_opt", "save_student", "load_student"]
 
 
-def save_ckpt(path, model, opt, pruner, proj, meta):
-    """Model, hidden-state map, pruning scores, optimizer and RNG state, written atomically."""
+def save_ckpt(path, model, opt, pruner, proj, meta, average=None):
+    """Model, hidden-state map, pruning scores, weight average, optimizer and RNG state,
+    written atomically."""
     tensors = {f"model.{k}": v.cpu().contiguous() for k, v in model.state_dict().items()}
     if proj is not None:
         tensors.update({f"hproj.{k}": v.cpu().contiguous()
                         for k, v in proj.state_dict().items()})
     tensors.update({f"pruner.{k}": v.cpu().contiguous() for k, v in pruner.state().items()})
+    if average is not None:
+        tensors.update({f"average.{k}": v.cpu().contiguous()
+                        for k, v in average.state().items()})
     if opt is not None:
         for i, st in opt.state_dict()["state"].items():
             for k, v in st.items():

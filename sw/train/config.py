@@ -51,6 +51,10 @@ class RecipeConfig:
     # above, e.g. a float proxy's (scripts/proxy384.py): the same config and training set, so
     # the same kept vocabulary.
     init_from: str = ""
+    # Tail weight averaging (sw/train/average.py): the backbone's weights averaged over every
+    # step from this fraction of the backbone steps to the last; 1.0 keeps the last weights.
+    # At least prune.end (the masks are final from there).
+    average_from: float = 1.0
     ckpt_every: int = 200
     calib_examples: int = 512
     calib_method: str = "mse"
@@ -85,6 +89,8 @@ class RecipeConfig:
             raise ValueError(f"kd_alpha must be in [0, 1], not {self.kd_alpha!r}")
         if not 0.0 <= self.qat_weights_from <= self.qat_acts_from <= 1.0:
             raise ValueError("need 0 <= qat_weights_from <= qat_acts_from <= 1")
+        if not 0.0 <= self.average_from <= 1.0:
+            raise ValueError(f"average_from must be in [0, 1], not {self.average_from!r}")
         if len(self.dvfs_mhz) != len(self.dvfs_mv) or not self.dvfs_mhz:
             raise ValueError("dvfs_mhz and dvfs_mv must be non-empty lists of equal length")
         if sorted(self.dvfs_mhz) != list(self.dvfs_mhz):
@@ -98,6 +104,11 @@ class TrainConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     prune: PruneConfig = field(default_factory=PruneConfig)
     train: RecipeConfig = field(default_factory=RecipeConfig)
+
+    def __post_init__(self):
+        if self.train.average_from < self.prune.end:
+            raise ValueError(f"train.average_from ({self.train.average_from}) must be at least "
+                             f"prune.end ({self.prune.end}): the masks change until then")
 
     def to_dict(self):
         return dataclasses.asdict(self)

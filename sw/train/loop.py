@@ -15,6 +15,7 @@ from sw.device import resolve_device
 from sw.student import Student
 from sw.teacher import bucketed_order
 from sw.tokenizer import Batch, WordPiece, default_model_dir, encode_examples
+from sw.train.average import TailAverage
 from sw.train.calibrate import calibrate
 from sw.train.checkpoint import load_ckpt, load_opt, save_ckpt, save_student
 from sw.train.config import TrainConfig
@@ -233,6 +234,7 @@ def _backbone_stage(s, d, r, step, progress, log):
         torch.nn.utils.clip_grad_norm_(s.backbone, 1.0)
         opt.step()
         step += 1
+        s.average.update(step)
         bar.update(1)
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         if step % 50 == 0 or step == s.n1:
@@ -247,6 +249,10 @@ def _backbone_stage(s, d, r, step, progress, log):
         if step % r.ckpt_every == 0 and step < s.n1:
             s.save(1, step)
     bar.close()
+    n_avg = s.average.apply()
+    if n_avg > 1:
+        log(f"backbone weights: the mean of the last {n_avg} steps' (train.average_from "
+            f"{r.average_from})")
     # The masks are those of the schedule's last update (the final sparsity, kept through
     # the quantization-aware steps after it); baking zeroes what they remove.
     pruner.bake()
@@ -356,6 +362,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
         s.proj = state_map(scfg.hidden, d.store[0].shape[1],
                            bool(r.teacher_init_layer)).to(device)
         s.backbone += list(s.proj.parameters())
+    s.average = TailAverage({n: p for n, p in model.named_parameters()
+                             if any(p is q for q in s.backbone)}, r.average_from, s.n1)
     s.layer_teacher, s.layer_map = _layer_teacher(r, scfg, teacher_dir, model_dir, log, device)
     s.ramps = [p for i in range(scfg.layers - 1)
                for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
@@ -382,6 +390,9 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             s.proj.load_state_dict({k[6:]: v for k, v in tensors.items()
                                     if k.startswith("hproj.")})
         s.pruner.load_state({k[7:]: v for k, v in tensors.items() if k.startswith("pruner.")})
+        if stage == 1:
+            s.average.load_state({k[8:]: v for k, v in tensors.items()
+                                  if k.startswith("average.")})
         stage, step = meta["stage"], meta["step"]
         elapsed_before = meta.get("elapsed_s", 0.0)
         if stage == 2:
@@ -394,7 +405,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     def save(stage, step):
         save_ckpt(ckpt, model, s.opt if stage < 3 else None, s.pruner, s.proj,
                   {"config": cfg_dict, "stage": stage, "step": step,
-                   "elapsed_s": elapsed_before + time.time() - t_start})
+                   "elapsed_s": elapsed_before + time.time() - t_start},
+                  s.average if stage == 1 else None)
 
     s.save = save
     model.train()
