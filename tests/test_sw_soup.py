@@ -94,3 +94,21 @@ def test_soup_refuses_what_it_cannot_average(two_runs, tmp_path):
     assert "another student or pruning configuration" in soup(
         "--soup", str(tmp / "a"), str(wide), "-o", str(tmp_path / "s"))
     assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.slow
+def test_order_seed_changes_the_order_alone_and_makes_a_soup_ingredient(two_runs, tmp_path):
+    tmp, data = two_runs
+    a = load_file(tmp / "a" / "student.safetensors")
+    _run(data, tmp_path / "a0", "train.order_seed=0")          # -1 means the seed: 0 here
+    a0 = load_file(tmp_path / "a0" / "student.safetensors")
+    assert all(torch.equal(a[k], a0[k]) for k in a)
+    _run(data, tmp_path / "c", "train.order_seed=1")
+    c = load_file(tmp_path / "c" / "student.safetensors")
+    assert torch.equal(a["vocab_map"], c["vocab_map"])
+    assert not torch.equal(a["ff1.weight"], c["ff1.weight"])
+    soup = ["train", "--data", str(data), "-q", "--threads", "1", "--soup"]
+    assert main([*soup, str(tmp / "a"), str(tmp_path / "c"), "-o", str(tmp_path / "s")]) == 0
+    _run(data, tmp_path / "d", "train.seed=1")                 # another held-out slice
+    with pytest.raises(SystemExit, match="train.seed = 1"):
+        main([*soup, str(tmp / "a"), str(tmp_path / "d"), "-o", str(tmp_path / "s2")])

@@ -22,7 +22,8 @@ fraction F of the backbone steps to the last (F >= prune.end, when the masks are
 the last weights): a one-run counterpart of --soup that costs no extra steps.
 
 --soup DIR DIR ... makes no new run: it averages finished students of the same recipe (e.g. two
-runs with other train.epochs or train.seed), prunes the mean again, calibrates it and chooses
+runs with other train.epochs or train.order_seed; train.seed also draws the held-out slice,
+so it must agree), prunes the mean again, calibrates it and chooses
 its tables as a run does, and writes an ordinary student to --out (docs/training.md: the
 default image is such a soup).
 """

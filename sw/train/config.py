@@ -21,6 +21,9 @@ class RecipeConfig:
     """Optimisation and recipe settings (the ``[train]`` section of a config file)."""
 
     seed: int = 0
+    # The seed of the training order alone (-1: seed). Another order_seed resumed from a run's
+    # checkpoint makes a branch of that run on the same data split and vocabulary.
+    order_seed: int = -1
     batch_size: int = 64
     lr: float = 1e-3
     ramp_lr: float = 1e-3

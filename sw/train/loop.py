@@ -348,10 +348,12 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.n1 = math.ceil(r.epochs * len(d.fit_labels) / r.batch_size)
     s.n2 = math.ceil(r.ramp_epochs * len(d.fit_labels) / r.batch_size) if scfg.layers > 1 else 0
     lengths = d.fit.attention_mask.sum(1).cpu()
+    order_seed = r.seed if r.order_seed < 0 else r.order_seed
     s.order1 = bucketed_order(lengths, r.batch_size,
-                              math.ceil(s.n1 * r.batch_size / len(lengths)), r.seed)
+                              math.ceil(s.n1 * r.batch_size / len(lengths)), order_seed)
     s.order2 = bucketed_order(lengths, r.batch_size,
-                              max(1, math.ceil(s.n2 * r.batch_size / len(lengths))), r.seed + 1)
+                              max(1, math.ceil(s.n2 * r.batch_size / len(lengths))),
+                              order_seed + 1)
     s.pruner = Pruner(model, cfg.prune, s.n1)
 
     s.backbone = [p for n, p in model.named_parameters()

@@ -3,13 +3,13 @@ recipe (Wortsman et al., ICML 2022, "Model soups"), pruned, calibrated and evalu
 
 The ingredients share the student configuration, the token map, the pruning configuration and
 the data split (seed and held-out slice); they differ in what they trained for (``train.epochs``
-or ``train.seed``). Their pruned weights are averaged as stored (pruned positions count as
-zero), the averaged matrices are pruned again to the ingredients' sparsity in the recipe's
-blocks by magnitude (a finished student keeps no movement scores; the masks of two runs of the
-default recipe agree on about 97 % of the blocks), the activation biases are calibrated again
-on the recipe's calibration slice, and the threshold, exit predictor and DVFS tables are chosen
-again on the held-out slice. The result is an
-ordinary ``student.safetensors`` that ``edgebert export`` reads.
+or ``train.order_seed``; ``train.seed`` also draws the held-out slice, so it must agree). Their
+pruned weights are averaged as stored (pruned positions count as zero), the averaged matrices
+are pruned again to the ingredients' sparsity in the recipe's blocks by magnitude (a finished
+student keeps no movement scores; the masks of two runs of the default recipe agree on about
+97 % of the blocks), the activation biases are calibrated again on the recipe's calibration
+slice, and the threshold, exit predictor and DVFS tables are chosen again on the held-out
+slice. The result is an ordinary ``student.safetensors`` that ``edgebert export`` reads.
 """
 
 import dataclasses
