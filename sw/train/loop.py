@@ -251,7 +251,7 @@ def _backbone_stage(s, d, r, step, progress, log):
     bar.close()
     n_avg = s.average.apply()
     if n_avg > 1:
-        log(f"backbone weights: the mean of the last {n_avg} steps' (train.average_from "
+        log(f"backbone weights: their mean over the last {n_avg} steps (train.average_from "
             f"{r.average_from})")
     # The masks are those of the schedule's last update (the final sparsity, kept through
     # the quantization-aware steps after it); baking zeroes what they remove.
@@ -392,7 +392,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
             s.proj.load_state_dict({k[6:]: v for k, v in tensors.items()
                                     if k.startswith("hproj.")})
         s.pruner.load_state({k[7:]: v for k, v in tensors.items() if k.startswith("pruner.")})
-        if stage == 1:
+        if meta["stage"] == 1:
             s.average.load_state({k[8:]: v for k, v in tensors.items()
                                   if k.startswith("average.")})
         stage, step = meta["stage"], meta["step"]
