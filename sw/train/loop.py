@@ -364,8 +364,9 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
         s.proj = state_map(scfg.hidden, d.store[0].shape[1],
                            bool(r.teacher_init_layer)).to(device)
         s.backbone += list(s.proj.parameters())
-    s.average = TailAverage({n: p for n, p in model.named_parameters()
-                             if any(p is q for q in s.backbone)}, r.average_from, s.n1)
+    in_backbone = {id(p) for p in s.backbone}
+    s.average = TailAverage({n: p for n, p in model.named_parameters() if id(p) in in_backbone},
+                            r.average_from, s.n1)
     s.layer_teacher, s.layer_map = _layer_teacher(r, scfg, teacher_dir, model_dir, log, device)
     s.ramps = [p for i in range(scfg.layers - 1)
                for p in (*model.pooler[i].parameters(), *model.classifier[i].parameters())]
