@@ -156,7 +156,11 @@ class Quant:
 
 class MaskedLinear(nn.Linear):
     """``nn.Linear`` with a pruning mask, an optional fixed scale folded into weight and bias,
-    and AdaptivFloat fake quantization of both when quantization is on."""
+    and AdaptivFloat fake quantization of both when quantization is on. ``mm_dtype`` (a
+    training-time setting, :func:`sw.train.fast.set_fast`; ``None``: float32) is the dtype of the
+    product, widened back to float32."""
+
+    mm_dtype = None
 
     def __init__(self, d_in, d_out, quant, name, *, scale=1.0):
         super().__init__(d_in, d_out)
@@ -173,7 +177,10 @@ class MaskedLinear(nn.Linear):
         return self.quant.q(self.bias * self.scale, f"{self.qname}.bias")
 
     def forward(self, x):
-        return F.linear(x, self.effective_weight(), self.effective_bias())
+        w, b = self.effective_weight(), self.effective_bias()
+        if self.mm_dtype is None:
+            return F.linear(x, w, b)
+        return F.linear(x.to(self.mm_dtype), w.to(self.mm_dtype)).to(x.dtype) + b
 
 
 def _sample_abs(x, n=4096):

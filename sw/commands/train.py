@@ -17,6 +17,12 @@ Override any setting with --set SECTION.KEY=VALUE, e.g. --set train.epochs=1 --s
 2 CPU threads); the student file is the same kind either way, and `edgebert export` and
 `edgebert evaluate` run on the CPU.
 
+--set train.fast=true takes the faster step (sw/train/fast.py): bfloat16 products in the linear
+layers (float32 accumulation and master weights), dropout from 16-bit random draws and fused
+AdamW, about 1.5 times faster per step on a CPU with AVX-512 BF16 (`edgebert bench step`
+measures yours). It is another sample of the same recipe, not a bit-identical one;
+calibration and every reported figure use the exact float32 products.
+
 --set train.average_from=F keeps, as the backbone's weights, their mean over every step from
 fraction F of the backbone steps to the last (F >= prune.end, when the masks are final; 1.0:
 the last weights): a one-run counterpart of --soup that costs no extra steps.

@@ -58,6 +58,10 @@ class RecipeConfig:
     # step from this fraction of the backbone steps to the last; 1.0 keeps the last weights.
     # At least prune.end (the masks are final from there).
     average_from: float = 1.0
+    # The faster training step (sw/train/fast.py): bfloat16 products in the linear layers,
+    # 16-bit dropout draws, fused AdamW. Another sample of the same recipe, about 1.6 times
+    # faster per step on AVX-512 BF16 CPUs; evaluation and calibration stay float32.
+    fast: bool = False
     ckpt_every: int = 200
     calib_examples: int = 512
     calib_method: str = "mse"
@@ -94,6 +98,8 @@ class RecipeConfig:
             raise ValueError("need 0 <= qat_weights_from <= qat_acts_from <= 1")
         if not 0.0 <= self.average_from <= 1.0:
             raise ValueError(f"average_from must be in [0, 1], not {self.average_from!r}")
+        if not isinstance(self.fast, bool):
+            raise ValueError(f"fast must be true or false, not {self.fast!r}")
         if len(self.dvfs_mhz) != len(self.dvfs_mv) or not self.dvfs_mhz:
             raise ValueError("dvfs_mhz and dvfs_mv must be non-empty lists of equal length")
         if sorted(self.dvfs_mhz) != list(self.dvfs_mhz):

@@ -29,6 +29,7 @@ from sw.train.data import (
     split_holdout,
 )
 from sw.train.exits import finish
+from sw.train.fast import set_fast
 from sw.train.losses import hidden_loss, kd_loss, layer_loss, state_map, teacher_layer_map
 
 __all__ = ["train"]
@@ -340,6 +341,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
                       teacher_states, augmented_states)
     model, scfg, kept = _make_student(cfg, d, model_dir, teacher_dir, log)
     model.to(device)
+    set_fast(model, r.fast)
     _to_device(d, device)
     if device.type != "cpu":
         log(f"training on {device} ({torch.cuda.get_device_name(device)})")
@@ -376,7 +378,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
         no_decay = [p for p in params if p.ndim < 2]
         return torch.optim.AdamW([{"params": decay, "weight_decay": r.weight_decay},
                                   {"params": no_decay, "weight_decay": 0.0}],
-                                 lr=r.lr if stage == 1 else r.ramp_lr)
+                                 lr=r.lr if stage == 1 else r.ramp_lr, fused=r.fast or None)
 
     stage, step = 1, 0
     s.opt = make_opt(s.backbone, 1)
@@ -428,6 +430,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
 
     model.act_q.observe = False
     model.eval()
+    set_fast(model, False)  # calibration and every reported figure: the exact float32 products
     train_s = elapsed_before + time.time() - t_start
     log(f"training done in {train_s:.0f} s; calibrating ({r.calib_method})")
     metrics = calibrate_and_finish(model, d, r)
