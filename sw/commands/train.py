@@ -20,8 +20,9 @@ Override any setting with --set SECTION.KEY=VALUE, e.g. --set train.epochs=1 --s
 --set train.fast=true takes the faster step (sw/train/fast.py): bfloat16 products in the linear
 layers (float32 accumulation and master weights), dropout from 16-bit random draws and fused
 AdamW, about 1.5 times faster per step on a CPU with AVX-512 BF16 (`edgebert bench step`
-measures yours). It is another sample of the same recipe, not a bit-identical one;
-calibration and every reported figure use the exact float32 products.
+measures yours); calibration and every reported figure use the exact float32 products. In
+two runs of the default recipe it cost 1.4 points of dev accuracy (docs/training.md): use it
+to try ideas quickly, not for a final image.
 
 --set train.average_from=F keeps, as the backbone's weights, their mean over every step from
 fraction F of the backbone steps to the last (F >= prune.end, when the masks are final; 1.0:

@@ -59,8 +59,8 @@ class RecipeConfig:
     # At least prune.end (the masks are final from there).
     average_from: float = 1.0
     # The faster training step (sw/train/fast.py): bfloat16 products in the linear layers,
-    # 16-bit dropout draws, fused AdamW. Another sample of the same recipe, about 1.6 times
-    # faster per step on AVX-512 BF16 CPUs; evaluation and calibration stay float32.
+    # 16-bit dropout draws, fused AdamW: about 1.5 times faster per step on AVX-512 BF16 CPUs,
+    # 1.4 points less dev accuracy in two runs (docs/training.md); evaluation stays float32.
     fast: bool = False
     ckpt_every: int = 200
     calib_examples: int = 512
