@@ -71,12 +71,22 @@ def test_set_fast_swaps_modules_only_and_back_to_exact_float32():
     set_fast(m, False)
     assert isinstance(m.drop, torch.nn.Dropout)
     assert torch.equal(m(ids, mask), before)
+    # products="float32": the dropout draws change, the products stay exact.
+    set_fast(m, True, products="float32")
+    assert isinstance(m.drop, FastDropout)
+    assert all(lin.mm_dtype is None for lin in m.linears().values())
+    assert torch.equal(m(ids, mask), before)
+    with pytest.raises(ValueError, match="products must be"):
+        set_fast(m, True, products="float16")
 
 
-def test_fast_must_be_a_boolean():
+def test_fast_must_be_a_boolean_and_its_products_named():
     assert load_config(None, ["train.fast=true"]).train.fast is True
     with pytest.raises(ValueError, match="fast must be true or false"):
         load_config(None, ["train.fast=1"])
+    assert load_config(None, ["train.fast_products=float32"]).train.fast_products == "float32"
+    with pytest.raises(ValueError, match="fast_products must be"):
+        load_config(None, ["train.fast_products=fp16"])
 
 
 @pytest.mark.slow
@@ -129,15 +139,27 @@ def test_fast_run_learns_resumes_bit_exactly_and_reports_float32(tmp_path, monke
 def test_bench_step_prints_both_steps_side_by_side(tmp_path):
     out = tmp_path / "step.json"
     res = subprocess.run([sys.executable, "-m", "sw.cli", "bench", "step", "--vocab", "500",
-                          "--tokens", "8", "--steps", "1", "--repeat", "1", "--threads", "1",
-                          "--json", str(out)], capture_output=True, text=True, check=True)
+                          "--tokens", "8", "--steps", "1", "--repeat", "1", "--threads", "2",
+                          "--processes", "2", "--json", str(out)],
+                         capture_output=True, text=True, check=True)
     rows = [json.loads(x) for x in res.stdout.splitlines() if x.startswith("{")]
     assert [r["phase"] for r in rows] == ["float", "weights_af8", "weights_and_acts_af8",
-                                          "schedule_mean"]
-    assert all(r["float32_ms"] > 0 and r["fast_ms"] > 0 for r in rows)
-    for r in rows:      # the ratio of the unrounded times; the printed ones are rounded to 0.05
+                                          "schedule_mean", "side_by_side"]
+    steps, side = rows[:4], rows[4]
+    assert all(r["float32_ms"] > 0 and r["fast_ms"] > 0 and r["fast_float32_ms"] > 0
+               for r in steps)
+    for r in steps:     # the ratio of the unrounded times; the printed ones are rounded to 0.05
         lo = (r["float32_ms"] - 0.05) / (r["fast_ms"] + 0.05) - 0.005
         hi = (r["float32_ms"] + 0.05) / (r["fast_ms"] - 0.05) + 0.005
         assert lo <= r["speedup"] <= hi
-    assert abs(sum(r["share_of_steps"] for r in rows[:3]) - 1.0) < 1e-9
+    assert abs(sum(r["share_of_steps"] for r in steps[:3]) - 1.0) < 1e-9
+    # Two one-thread processes against one two-thread process: steps per second, both counted.
+    assert side["processes"] == 2 and side["threads_each"] == 1
+    assert side["one_process_ms"] > 0 and side["per_process_ms"] > 0
+    lo = 2 * (side["one_process_ms"] - 0.05) / (side["per_process_ms"] + 0.05) - 0.005
+    hi = 2 * (side["one_process_ms"] + 0.05) / (side["per_process_ms"] - 0.05) + 0.005
+    assert lo <= side["throughput_ratio"] <= hi
     assert json.loads(out.read_text()) == rows
+    bad = subprocess.run([sys.executable, "-m", "sw.cli", "bench", "step", "--processes", "0"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "--processes must be at least 1, not 0" in bad.stderr

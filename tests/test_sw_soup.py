@@ -112,3 +112,69 @@ def test_order_seed_changes_the_order_alone_and_makes_a_soup_ingredient(two_runs
     _run(data, tmp_path / "d", "train.seed=1")                 # another held-out slice
     with pytest.raises(SystemExit, match="train.seed = 1"):
         main([*soup, str(tmp / "a"), str(tmp_path / "d"), "-o", str(tmp_path / "s2")])
+
+
+@pytest.mark.slow
+def test_ingredients_train_side_by_side_and_make_their_soup(two_runs, tmp_path, capsys):
+    tmp, data = two_runs
+    out = tmp_path / "par"
+    # Two one-thread worker processes, order seeds 0 and 1, then their soup in `out`.
+    assert main(["train", "--data", str(data), "--teacher", "none", "-q", "--threads", "2",
+                 "--ingredients", "2", "-o", str(out), *sets(MICRO)]) == 0
+    printed = capsys.readouterr().out
+    assert "train.order_seed [0, 1]" in printed and "soup dev accuracy" in printed
+    i0 = load_file(out / "ingredient0" / "student.safetensors")
+    i1 = load_file(out / "ingredient1" / "student.safetensors")
+    a = load_file(tmp / "a" / "student.safetensors")
+    # The first ingredient is the recipe's own run, bit for bit, though run in another process.
+    assert all(torch.equal(a[k], i0[k]) for k in a)
+    assert torch.equal(i0["vocab_map"], i1["vocab_map"])
+    assert not torch.equal(i0["ff1.weight"], i1["ff1.weight"])
+    m1 = json.loads((out / "ingredient1" / "metrics.json").read_text())
+    assert m1["config"]["train"]["order_seed"] == 1
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["soup"] == [str(out / f"ingredient{i}" / "student.safetensors")
+                               for i in range(2)]
+    # The soup is the one `--soup` makes of the same two students.
+    again = tmp_path / "again"
+    assert main(["train", "--soup", str(out / "ingredient0"), str(out / "ingredient1"),
+                 "--data", str(data), "-o", str(again), "-q", "--threads", "1"]) == 0
+    s, s2 = load_file(out / "student.safetensors"), load_file(again / "student.safetensors")
+    assert s.keys() == s2.keys() and all(torch.equal(s[k], s2[k]) for k in s)
+
+
+@pytest.mark.slow
+def test_ingredients_report_failed_workers_and_bad_counts(tmp_path):
+    data = make_task(tmp_path / "task", n_train=40, n_dev=10)
+    base = ["train", "--data", str(data), "-q", "--threads", "1", "-o", str(tmp_path / "o")]
+    with pytest.raises(SystemExit, match="at least 1, not 0"):
+        main([*base, "--teacher", "none", "--ingredients", "0", *sets(MICRO)])
+    with pytest.raises(SystemExit, match="drop --ingredients"):
+        main([*base, "--ingredients", "2", "--soup", str(tmp_path / "x"), str(tmp_path / "y")])
+    # Every worker fails (no such teacher): the error names each one and shows its output.
+    with pytest.raises(SystemExit) as e:
+        main([*base, "--teacher", str(tmp_path / "nowhere"), "--ingredients", "2",
+              *sets(MICRO)])
+    msg = str(e.value)
+    assert "2 of 2 ingredients failed" in msg
+    assert "ingredient0 (exit status" in msg and "ingredient1 (exit status" in msg
+    assert "nowhere" in msg
+    assert not (tmp_path / "o" / "student.safetensors").exists()
+
+
+def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
+    from sw.train.config import TrainConfig
+    from sw.train.parallel import _progress, order_seeds
+
+    log = tmp_path / "train.log"
+    assert _progress(log) is None
+    log.write_text("22:40:12 resumed at stage 1 step 5000\n"
+                   "22:42:41 backbone 5050/7120 loss 0.3060 hidden 0.1593 encoder sparsity\n")
+    assert _progress(log) == ("backbone", 5050, 7120)
+    with log.open("a") as f:
+        f.write("23:08:12 off-ramps 250/310 loss 0.7213\n")
+    assert _progress(log) == ("off-ramps", 250, 310)
+    cfg = TrainConfig.from_dict({"train": {"seed": 3}}).train
+    assert order_seeds(cfg, 3) == [3, 4, 5]
+    cfg = TrainConfig.from_dict({"train": {"seed": 3, "order_seed": 7}}).train
+    assert order_seeds(cfg, 2) == [7, 8]

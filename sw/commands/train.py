@@ -28,6 +28,13 @@ to try ideas quickly, not for a final image.
 fraction F of the backbone steps to the last (F >= prune.end, when the masks are final; 1.0:
 the last weights): a one-run counterpart of --soup that costs no extra steps.
 
+--ingredients N trains N runs of the recipe at once, each in its own process with --threads / N
+threads and its own train.order_seed (the recipe's, then the next ones), into OUT/ingredient<i>,
+and writes their soup (below) to OUT. On a 2-core CPU two one-thread runs take little longer
+than one two-thread run (`edgebert bench step` gives the single-process figures); this is how
+the default image is trained within 2 hours (docs/training.md). Run the command again to
+resume: unfinished ingredients go on from their checkpoints.
+
 --soup DIR DIR ... makes no new run: it averages finished students of the same recipe (e.g. two
 runs with other train.epochs or train.order_seed; train.seed also draws the held-out slice,
 so it must agree), prunes the mean again, calibrates it and chooses
@@ -56,6 +63,9 @@ def register(sub):
                    help="average these finished students (directories with "
                         "student.safetensors) instead of training; -c, --set and --teacher "
                         "are not used (the ingredients carry their config)")
+    p.add_argument("--ingredients", type=int, default=1, metavar="N",
+                   help="train N runs at once (one process each, other train.order_seed) "
+                        "and write their soup to --out (default: 1, one run)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=run)
 
@@ -70,12 +80,21 @@ def run(args):
 
     torch.set_num_threads(args.threads)
     if args.soup:
+        if args.ingredients != 1:
+            raise SystemExit("edgebert train: --soup averages finished runs; drop --ingredients")
         return _soup(args)
+    if args.ingredients < 1:
+        raise SystemExit(f"edgebert train: --ingredients must be at least 1, not "
+                         f"{args.ingredients}")
+    if args.threads < 1:
+        raise SystemExit(f"edgebert train: --threads must be at least 1, not {args.threads}")
     try:
         resolve_device(args.device)
     except ValueError as e:
         raise SystemExit(f"edgebert train: --device: {e}") from None
     cfg = load_config(args.config, args.set)
+    if args.ingredients > 1:
+        return _ingredients(args, cfg)
     train_ex = load_split(args.data, "train", limit=cfg.train.train_limit or None)
     dev_ex = load_split(args.data, "dev")
     logits = None
@@ -131,3 +150,35 @@ def _soup(args):
           f"{d['avg_layers']:.2f} of {m['student_config']['layers']} layers (ingredients "
           f"{', '.join(f'{a:.4f}' for a in m['soup_dev_accuracy'])}). Student in "
           f"{args.out}/student.safetensors")
+
+
+def _ingredients(args, cfg):
+    from sw.data import load_split
+    from sw.train.parallel import order_seeds, train_ingredients
+    from sw.train.soup import soup_students
+
+    seeds = order_seeds(cfg.train, args.ingredients)
+    if args.threads < args.ingredients:
+        print(f"edgebert train: {args.ingredients} ingredients share {args.threads} thread(s); "
+              f"each gets one", flush=True)
+    common = ["-c", str(args.config), "--teacher", str(args.teacher), "--device", args.device]
+    for item in args.set:
+        common += ["--set", item]
+    if args.data is not None:
+        common += ["--data", str(args.data)]
+    print(f"training {args.ingredients} ingredients (train.order_seed {seeds}) into "
+          f"{args.out}/ingredient0..{args.ingredients - 1}", flush=True)
+    try:
+        dirs, wall = train_ingredients(common, seeds, args.out, args.threads,
+                                       progress=not args.quiet)
+    except RuntimeError as e:
+        raise SystemExit(f"edgebert train --ingredients: {e}") from None
+    print(f"ingredients done in {wall:.0f} s; making their soup", flush=True)
+    m = soup_students(dirs, load_split(args.data, "train"), load_split(args.data, "dev"),
+                      args.out, echo=not args.quiet)
+    d = m["dev"]
+    print(f"soup dev accuracy: quantized all layers {d['accuracy_all_layers']:.4f}, early exit "
+          f"{d['accuracy_early_exit']:.4f} at {d['avg_layers']:.2f} of "
+          f"{m['student_config']['layers']} layers (ingredients "
+          f"{', '.join(f'{a:.4f}' for a in m['soup_dev_accuracy'])}); ingredients "
+          f"{wall:.0f} s wall. Student in {args.out}/student.safetensors")

@@ -54,10 +54,13 @@ class FastDropout(nn.Module):
         return x * keep * (65536.0 / (65536 - self.cut))
 
 
-def set_fast(model, on: bool):
+def set_fast(model, on: bool, products: str = "bfloat16"):
     """Switch ``model`` (a :class:`~sw.student.Student`) to the fast step or back to the exact
-    float32 one. Only modules are swapped; the state dict is the same either way."""
-    dtype = torch.bfloat16 if on else None
+    float32 one. ``products="float32"`` keeps the linear products in float32 (only the dropout
+    draws change). Only modules are swapped; the state dict is the same either way."""
+    if products not in ("bfloat16", "float32"):
+        raise ValueError(f"products must be 'bfloat16' or 'float32', not {products!r}")
+    dtype = torch.bfloat16 if on and products == "bfloat16" else None
     for m in model.modules():
         if isinstance(m, MaskedLinear):
             m.mm_dtype = dtype

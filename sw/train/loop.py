@@ -341,7 +341,7 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
                       teacher_states, augmented_states)
     model, scfg, kept = _make_student(cfg, d, model_dir, teacher_dir, log)
     model.to(device)
-    set_fast(model, r.fast)
+    set_fast(model, r.fast, products=r.fast_products)
     _to_device(d, device)
     if device.type != "cpu":
         log(f"training on {device} ({torch.cuda.get_device_name(device)})")
