@@ -31,9 +31,10 @@ the last weights): a one-run counterpart of --soup that costs no extra steps.
 --ingredients N trains N runs of the recipe at once, each in its own process with --threads / N
 threads and its own train.order_seed (the recipe's, then the next ones), into OUT/ingredient<i>,
 and writes their soup (below) to OUT. On a 2-core CPU two one-thread runs take little longer
-than one two-thread run (`edgebert bench step` gives the single-process figures); this is how
-the default image is trained within 2 hours (docs/training.md). Run the command again to
-resume: unfinished ingredients go on from their checkpoints.
+than one two-thread run (`edgebert bench step --processes 2` measures yours): two runs of the
+default recipe took 89 min this way, against about 150 min one after the other; their soup was
+not better than the default image (docs/training.md). Run the command again to resume:
+unfinished ingredients go on from their checkpoints.
 
 --soup DIR DIR ... makes no new run: it averages finished students of the same recipe (e.g. two
 runs with other train.epochs or train.order_seed; train.seed also draws the held-out slice,
@@ -144,12 +145,7 @@ def _soup(args):
                           args.out, echo=not args.quiet)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"edgebert train --soup: {e}") from None
-    d = m["dev"]
-    print(f"soup dev accuracy: float {d['accuracy_float']:.4f}, quantized all layers "
-          f"{d['accuracy_all_layers']:.4f}, early exit {d['accuracy_early_exit']:.4f} at "
-          f"{d['avg_layers']:.2f} of {m['student_config']['layers']} layers (ingredients "
-          f"{', '.join(f'{a:.4f}' for a in m['soup_dev_accuracy'])}). Student in "
-          f"{args.out}/student.safetensors")
+    _print_soup(m, args.out)
 
 
 def _ingredients(args, cfg):
@@ -176,9 +172,13 @@ def _ingredients(args, cfg):
     print(f"ingredients done in {wall:.0f} s; making their soup", flush=True)
     m = soup_students(dirs, load_split(args.data, "train"), load_split(args.data, "dev"),
                       args.out, echo=not args.quiet)
+    _print_soup(m, args.out, f"; ingredients {wall:.0f} s wall")
+
+
+def _print_soup(m, out, extra=""):
     d = m["dev"]
-    print(f"soup dev accuracy: quantized all layers {d['accuracy_all_layers']:.4f}, early exit "
-          f"{d['accuracy_early_exit']:.4f} at {d['avg_layers']:.2f} of "
-          f"{m['student_config']['layers']} layers (ingredients "
-          f"{', '.join(f'{a:.4f}' for a in m['soup_dev_accuracy'])}); ingredients "
-          f"{wall:.0f} s wall. Student in {args.out}/student.safetensors")
+    print(f"soup dev accuracy: float {d['accuracy_float']:.4f}, quantized all layers "
+          f"{d['accuracy_all_layers']:.4f}, early exit {d['accuracy_early_exit']:.4f} at "
+          f"{d['avg_layers']:.2f} of {m['student_config']['layers']} layers (ingredients "
+          f"{', '.join(f'{a:.4f}' for a in m['soup_dev_accuracy'])}){extra}. Student in "
+          f"{out}/student.safetensors")
