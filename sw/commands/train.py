@@ -32,9 +32,9 @@ the last weights): a one-run counterpart of --soup that costs no extra steps.
 threads and its own train.order_seed (the recipe's, then the next ones), into OUT/ingredient<i>,
 and writes their soup (below) to OUT. On a 2-core CPU two one-thread runs take little longer
 than one two-thread run (`edgebert bench step --processes 2` measures yours): two runs of the
-default recipe took 89 min this way, against about 150 min one after the other; their soup was
-not better than the default image (docs/training.md). Run the command again to resume:
-unfinished ingredients go on from their checkpoints.
+default recipe took 76 min this way (whole batches), against about 150 min one after the other
+(shifted batches); their soup was not better than the default image (docs/training.md). Run
+the command again to resume: unfinished ingredients go on from their checkpoints.
 
 --soup DIR DIR ... makes no new run: it averages finished students of the same recipe (e.g. two
 runs with other train.epochs or train.order_seed; train.seed also draws the held-out slice,
