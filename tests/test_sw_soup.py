@@ -176,5 +176,21 @@ def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
     assert _progress(log) == ("off-ramps", 250, 310)
     cfg = TrainConfig.from_dict({"train": {"seed": 3}}).train
     assert order_seeds(cfg, 3) == [3, 4, 5]
+    # The bars' rates count only the steps seen since a stage was first seen.
+    import io
+
+    from tqdm import tqdm
+
+    from sw.train.parallel import _update
+    d = tmp_path / "ingredient0"
+    d.mkdir()
+    log.rename(d / "train.log")
+    bar = tqdm(total=1, desc="ingredient0", file=io.StringIO())
+    _update([bar], [d])
+    assert (bar.desc, bar.total, bar.initial, bar.n) == ("ingredient0 off-ramps: ", 310, 250, 250)
+    with (d / "train.log").open("a") as f:
+        f.write("23:08:40 off-ramps 300/310 loss 0.7001\n")
+    _update([bar], [d])          # the same stage: counted on, not reset
+    assert (bar.total, bar.initial, bar.n) == (310, 250, 300)
     cfg = TrainConfig.from_dict({"train": {"seed": 3, "order_seed": 7}}).train
     assert order_seeds(cfg, 2) == [7, 8]

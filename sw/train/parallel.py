@@ -107,8 +107,12 @@ def _update(bars, dirs):
         if got is None:
             continue
         stage, step, steps = got
-        if bar.total != steps or bar.desc != f"{d.name} {stage}":
+        if getattr(bar, "stage", None) != (stage, steps):
+            # A new stage: the rate counts the steps seen from here on (a stage first seen at
+            # step 300 of 310, or a resumed run at step 5,800, is not 300 steps in no time).
+            bar.stage = (stage, steps)
             bar.reset(total=steps)
+            bar.initial = step
             bar.set_description(f"{d.name} {stage}")
         bar.n = step
         bar.refresh()
