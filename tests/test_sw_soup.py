@@ -163,8 +163,12 @@ def test_ingredients_report_failed_workers_and_bad_counts(tmp_path):
 
 
 def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
+    import io
+
+    from tqdm import tqdm
+
     from sw.train.config import TrainConfig
-    from sw.train.parallel import _progress, order_seeds
+    from sw.train.parallel import _progress, _update, order_seeds
 
     log = tmp_path / "train.log"
     assert _progress(log) is None
@@ -176,12 +180,9 @@ def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
     assert _progress(log) == ("off-ramps", 250, 310)
     cfg = TrainConfig.from_dict({"train": {"seed": 3}}).train
     assert order_seeds(cfg, 3) == [3, 4, 5]
+    cfg = TrainConfig.from_dict({"train": {"seed": 3, "order_seed": 7}}).train
+    assert order_seeds(cfg, 2) == [7, 8]
     # The bars' rates count only the steps seen since a stage was first seen.
-    import io
-
-    from tqdm import tqdm
-
-    from sw.train.parallel import _update
     d = tmp_path / "ingredient0"
     d.mkdir()
     log.rename(d / "train.log")
@@ -192,5 +193,3 @@ def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
         f.write("23:08:40 off-ramps 300/310 loss 0.7001\n")
     _update([bar], [d])          # the same stage: counted on, not reset
     assert (bar.total, bar.initial, bar.n) == (310, 250, 300)
-    cfg = TrainConfig.from_dict({"train": {"seed": 3, "order_seed": 7}}).train
-    assert order_seeds(cfg, 2) == [7, 8]
