@@ -164,6 +164,7 @@ def test_ingredients_report_failed_workers_and_bad_counts(tmp_path):
 
 def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
     import io
+    import re
 
     from tqdm import tqdm
 
@@ -186,9 +187,12 @@ def test_ingredient_progress_is_read_from_the_run_log(tmp_path):
     d = tmp_path / "ingredient0"
     d.mkdir()
     log.rename(d / "train.log")
-    bar = tqdm(total=1, desc="ingredient0", file=io.StringIO())
+    shown = io.StringIO()
+    bar = tqdm(total=1, desc="ingredient0", file=shown)
     _update([bar], [d])
     assert (bar.desc, bar.total, bar.initial, bar.n) == ("ingredient0 off-ramps: ", 310, 250, 250)
+    # The new stage is never drawn with n still 0 against initial 250: no negative rate.
+    assert not re.search(r"[<,] ?-\d", shown.getvalue()), shown.getvalue()
     with (d / "train.log").open("a") as f:
         f.write("23:08:40 off-ramps 300/310 loss 0.7001\n")
     _update([bar], [d])          # the same stage: counted on, not reset

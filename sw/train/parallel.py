@@ -113,6 +113,7 @@ def _update(bars, dirs):
             bar.stage = (stage, steps)
             bar.reset(total=steps)
             bar.initial = step
-            bar.set_description(f"{d.name} {stage}")
+            bar.n = step
+            bar.set_description(f"{d.name} {stage}", refresh=False)
         bar.n = step
         bar.refresh()
