@@ -204,6 +204,38 @@ def test_hidden_loss_ignores_padding_and_pools():
         load_config(None, ["train.hidden_target=cls"])
 
 
+def test_corpus_norm_weighs_every_token_the_same_however_the_batches_are_cut():
+    from sw.train.losses import hidden_loss as _hidden_loss
+
+    proj = torch.nn.Identity()
+    # Two batches of two sentences: short ones (1 token, error 4 per value) and long ones
+    # (3 tokens, error 0 per value); 8 tokens in all, 2 per sentence on average.
+    x = torch.zeros(2, 2, 3, 1)
+    target = torch.zeros(2, 2, 3, 1)
+    target[0, :, 0] = 2.0
+    valid = torch.zeros(2, 2, 3, dtype=torch.bool)
+    valid[0, :, 0] = True
+    valid[1] = True
+    per_token = 4.0 * 2 / 8              # the mean over all 8 tokens: 1.0
+    by_batch = [_hidden_loss(x[i], target[i], valid[i], proj, "tokens") for i in (0, 1)]
+    assert [v.item() for v in by_batch] == [4.0, 0.0]    # "batch": each batch's own mean
+    by_corpus = [_hidden_loss(x[i], target[i], valid[i], proj, "tokens", tokens=2 * 2.0)
+                 for i in (0, 1)]
+    assert [v.item() for v in by_corpus] == [2.0, 0.0]
+    # Averaged over the batches, "corpus" is the per-token mean; "batch" weighs the short
+    # sentences' tokens 3 times as much as the long ones'.
+    assert sum(by_corpus).item() / 2 == per_token
+    assert sum(by_batch).item() / 2 == 2 * per_token
+    with pytest.raises(ValueError, match="kind 'tokens' only"):
+        _hidden_loss(x[0], target[0], valid[0], proj, "mean", tokens=4.0)
+    assert load_config(None, ["train.hidden_norm=corpus"]).train.hidden_norm == "corpus"
+    assert load_config(None, []).train.hidden_norm == "batch"
+    with pytest.raises(ValueError, match="hidden_norm must be one of"):
+        load_config(None, ["train.hidden_norm=tokens"])
+    with pytest.raises(ValueError, match="needs hidden_target"):
+        load_config(None, ["train.hidden_norm=corpus", "train.hidden_target=mean"])
+
+
 def test_state_map_starts_as_the_identity_for_a_teacher_width_student():
     from sw.train.losses import state_map
 
@@ -230,7 +262,7 @@ def micro_states(data, teacher, width=8):
 
 
 @pytest.mark.slow
-def test_hidden_state_distillation_learns_the_teacher_states(tmp_path, capsys):
+def test_hidden_state_distillation_learns_the_teacher_states(tmp_path, capsys, monkeypatch):
     data, teacher = micro_task_with_teacher(tmp_path)
     args = ["train", "--data", str(data), "--teacher", str(teacher), "-q", "--threads", "1"]
     over = [*MICRO, "train.epochs=13", "train.hidden_beta=1.0"]  # 104 steps: 2 log lines
@@ -246,6 +278,25 @@ def test_hidden_state_distillation_learns_the_teacher_states(tmp_path, capsys):
     assert ckpt["hproj.weight"].shape == (8, 32)
     assert not any(k.startswith("hproj") for k in load_file(tmp_path / "a" /
                                                              "student.safetensors"))
+    # hidden_norm = "corpus": every batch's loss is divided by one token count, the batch size
+    # times the mean real tokens of a training sentence, and the run learns the states too.
+    from sw.train import loop
+
+    seen, real = [], loop.hidden_loss
+    monkeypatch.setattr(loop, "hidden_loss", lambda *a: seen.append(a[5]) or real(*a))
+    assert main([*args, "-o", str(tmp_path / "c"),
+                 *sets([*over, "train.hidden_norm=corpus"])]) == 0
+    from sw.tokenizer import WordPiece
+
+    rows = (data / "train.tsv").read_text().splitlines()[1:]
+    lengths = WordPiece(max_len=16).encode([r.split("\t")[0] for r in rows]).attention_mask.sum(1)
+    assert len(seen) == 104 and len(set(seen)) == 1, set(seen)
+    batch = int(dict(o.split("=") for o in MICRO)["train.batch_size"])
+    assert batch * lengths.min() <= seen[0] <= batch * lengths.max(), (seen[0], lengths)
+    hidden = [float(line.split(" hidden ")[1].split()[0])
+              for line in (tmp_path / "c" / "train.log").read_text().splitlines()
+              if " hidden " in line]
+    assert hidden[-1] < 0.5 * hidden[0], hidden
     # states of other sentences (here: one token short each) are refused, not misaligned
     d = load_file(teacher / "train_states.safetensors")
     lengths = d["offsets"][1:] - d["offsets"][:-1] - 1

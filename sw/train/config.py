@@ -10,10 +10,12 @@ from hw.checks import check_count
 from sw.compress import PruneConfig
 from sw.student import StudentConfig
 
-__all__ = ["CALIB_METHODS", "HIDDEN_TARGETS", "RecipeConfig", "TrainConfig", "load_config"]
+__all__ = ["CALIB_METHODS", "HIDDEN_NORMS", "HIDDEN_TARGETS", "RecipeConfig", "TrainConfig",
+           "load_config"]
 
 CALIB_METHODS = ("max", "percentile", "mse")
 HIDDEN_TARGETS = ("tokens", "mean")
+HIDDEN_NORMS = ("batch", "corpus")
 
 
 @dataclass
@@ -42,6 +44,12 @@ class RecipeConfig:
     augment: int = 0
     hidden_beta: float = 0.0
     hidden_target: str = "tokens"
+    # How the "tokens" state loss of a batch is normalised: "batch" divides its squared error by
+    # the batch's own real tokens (each batch weighs the same, so a token of a batch of short
+    # phrases weighs more than one of a batch of long sentences); "corpus" by the batch size
+    # times the training set's mean tokens per sentence (every token weighs the same, however
+    # the batches are cut). docs/training.md, "Every token weighs the same".
+    hidden_norm: str = "batch"
     # Per-application state loss (TinyBERT's layer-wise loss at equal width): application i's
     # token states against the teacher's layer round((i + 1) * L_teacher / L) output, computed
     # by the fine-tuned teacher on each batch (no cache), weight layer_beta.
@@ -82,6 +90,12 @@ class RecipeConfig:
         if self.hidden_target not in HIDDEN_TARGETS:
             raise ValueError(f"hidden_target must be one of {HIDDEN_TARGETS}, "
                              f"not {self.hidden_target!r}")
+        if self.hidden_norm not in HIDDEN_NORMS:
+            raise ValueError(f"hidden_norm must be one of {HIDDEN_NORMS}, "
+                             f"not {self.hidden_norm!r}")
+        if self.hidden_norm == "corpus" and self.hidden_target != "tokens":
+            raise ValueError("hidden_norm = \"corpus\" weighs tokens; it needs "
+                             f"hidden_target = \"tokens\", not {self.hidden_target!r}")
         for f in ("hidden_beta", "layer_beta"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{f} must be >= 0, not {getattr(self, f)!r}")

@@ -215,7 +215,8 @@ def _backbone_stage(s, d, r, step, progress, log):
                            d.kd_alpha)
             if d.store is not None:
                 target, valid = gather_states(d.store, d.store_rows[idx], ids.shape[1])
-                h_loss = hidden_loss(hidden[-1], target, valid, s.proj, r.hidden_target)
+                h_loss = hidden_loss(hidden[-1], target, valid, s.proj, r.hidden_target,
+                                     s.hidden_tokens)
                 loss = loss + r.hidden_beta * h_loss
                 h_avg = h_loss.item() if h_avg is None else 0.98 * h_avg + 0.02 * h_loss.item()
             if s.layer_teacher is not None:
@@ -350,6 +351,8 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.n1 = math.ceil(r.epochs * len(d.fit_labels) / r.batch_size)
     s.n2 = math.ceil(r.ramp_epochs * len(d.fit_labels) / r.batch_size) if scfg.layers > 1 else 0
     lengths = d.fit.attention_mask.sum(1).cpu()
+    s.hidden_tokens = (r.batch_size * lengths.double().mean().item()
+                       if r.hidden_norm == "corpus" else None)
     order_seed = r.seed if r.order_seed < 0 else r.order_seed
     s.order1 = bucketed_order(lengths, r.batch_size,
                               math.ceil(s.n1 * r.batch_size / len(lengths)), order_seed)

@@ -19,14 +19,23 @@ def kd_loss(logits, teacher, labels, temperature, alpha):
     return loss
 
 
-def hidden_loss(x, target, valid, proj, kind):
+def hidden_loss(x, target, valid, proj, kind, tokens=None):
     """Mean squared error between the projected student states ``proj(x)`` and the teacher's,
-    over real tokens ("tokens") or between their means over real tokens ("mean")."""
+    over real tokens ("tokens") or between their means over real tokens ("mean").
+
+    ``tokens`` (kind "tokens" only): divide the summed squared error by this many tokens (times
+    the width) instead of the batch's own real tokens, e.g. the batch size times the training
+    set's mean sentence length, so that every token of the training set weighs the same
+    whichever batch it is in."""
     y = proj(x)
     if kind == "mean":
+        if tokens is not None:
+            raise ValueError("hidden_loss: tokens applies to kind 'tokens' only")
         m = valid.unsqueeze(-1).to(y.dtype)
         count = m.sum(1).clamp(min=1)
         return F.mse_loss((y * m).sum(1) / count, (target * m).sum(1) / count)
+    if tokens is not None:
+        return F.mse_loss(y[valid], target[valid], reduction="sum") / (tokens * y.shape[-1])
     return F.mse_loss(y[valid], target[valid])
 
 
