@@ -113,7 +113,6 @@ def _update(bars, dirs):
             bar.stage = (stage, steps)
             bar.reset(total=steps)
             bar.initial = step
-            bar.n = step
             bar.set_description(f"{d.name} {stage}", refresh=False)
         bar.n = step
         bar.refresh()
