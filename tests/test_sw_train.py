@@ -236,6 +236,37 @@ def test_corpus_norm_weighs_every_token_the_same_however_the_batches_are_cut():
         load_config(None, ["train.hidden_norm=corpus", "train.hidden_target=mean"])
 
 
+def test_long_repeat_puts_long_examples_in_more_often_at_the_same_step_count():
+    from sw.teacher import bucketed_order
+    from sw.train.loop import weighted_order
+
+    g = torch.Generator().manual_seed(0)
+    lengths = torch.randint(3, 41, (1000,), generator=g)      # 3..40 tokens
+    long = lengths >= 20
+    # repeat = 1 is the plain bucketed order, so runs without the setting are unchanged.
+    assert torch.equal(weighted_order(lengths, 32, 100, 5),
+                       bucketed_order(lengths, 32, math.ceil(100 * 32 / 1000), 5))
+    order = weighted_order(lengths, 32, 100, 5, repeat=3, min_tokens=20)
+    n_pass = 1000 + 2 * int(long.sum())
+    pass_len = -(-n_pass // 32) * 32                          # filled up to whole batches
+    assert len(order) == math.ceil(100 * 32 / n_pass) * pass_len >= 100 * 32
+    counts = torch.bincount(order[:pass_len], minlength=1000)  # one pass, with its fill
+    extra = counts - torch.where(long, 3, 1)
+    assert int(extra.min()) == 0 and int(extra.sum()) == pass_len - n_pass
+    # Still whole length-sorted batches: each slice of 32 is one batch of similar lengths.
+    batches = lengths[order].view(-1, 32)
+    assert bool((batches.diff(dim=1) >= 0).all())
+    # Long examples make up 3 times their share of the examples drawn.
+    share = long[order].float().mean().item()
+    expect = 3 * long.float().mean().item() / (n_pass / 1000)
+    assert abs(share - expect) < 0.01, (share, expect)
+    assert load_config(None, ["train.long_repeat=3"]).train.long_repeat == 3
+    with pytest.raises(ValueError, match="long_repeat must be a positive integer"):
+        load_config(None, ["train.long_repeat=0"])
+    with pytest.raises(ValueError, match="long_min_tokens must be a positive integer"):
+        load_config(None, ["train.long_min_tokens=2.5"])
+
+
 def test_state_map_starts_as_the_identity_for_a_teacher_width_student():
     from sw.train.losses import state_map
 

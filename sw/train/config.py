@@ -50,6 +50,13 @@ class RecipeConfig:
     # times the training set's mean tokens per sentence (every token weighs the same, however
     # the batches are cut). docs/training.md, "Every token weighs the same".
     hidden_norm: str = "batch"
+    # Long sentences more often: each training example (augmentations included) of at least
+    # long_min_tokens tokens ([CLS] and [SEP] counted) occurs long_repeat times in every pass
+    # of the training order. The step count stays epochs x the examples (each counted once),
+    # so only the mix of a run's batches changes. SST-2 dev sentences are 25.5 tokens long on
+    # average, the training examples 15.5. docs/training.md, "Long sentences more often".
+    long_repeat: int = 1
+    long_min_tokens: int = 20
     # Per-application state loss (TinyBERT's layer-wise loss at equal width): application i's
     # token states against the teacher's layer round((i + 1) * L_teacher / L) output, computed
     # by the fine-tuned teacher on each batch (no cache), weight layer_beta.
@@ -96,6 +103,8 @@ class RecipeConfig:
         if self.hidden_norm == "corpus" and self.hidden_target != "tokens":
             raise ValueError("hidden_norm = \"corpus\" weighs tokens; it needs "
                              f"hidden_target = \"tokens\", not {self.hidden_target!r}")
+        check_count("long_repeat", self.long_repeat)
+        check_count("long_min_tokens", self.long_min_tokens)
         for f in ("hidden_beta", "layer_beta"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{f} must be >= 0, not {getattr(self, f)!r}")

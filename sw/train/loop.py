@@ -54,6 +54,20 @@ def _lr(step, n_steps, peak, warmup):
     return peak * max(0.0, (n_steps - step) / max(1, n_steps - n_warm))
 
 
+def weighted_order(lengths, batch_size, n_steps, seed, *, repeat=1, min_tokens=20):
+    """The training order of ``n_steps`` batches: ``bucketed_order`` over a pass in which each
+    example of at least ``min_tokens`` tokens occurs ``repeat`` times (``train.long_repeat``).
+    With ``repeat = 1`` it is ``bucketed_order`` over the examples, as before."""
+    n = len(lengths)
+    idx = torch.arange(n)
+    if repeat > 1:
+        long_idx = idx[lengths >= min_tokens]
+        idx = torch.cat([idx, long_idx.repeat(repeat - 1)])
+    n_epochs = math.ceil(n_steps * batch_size / len(idx))
+    order = bucketed_order(lengths[idx], batch_size, n_epochs, seed)
+    return order if repeat == 1 else idx[order]
+
+
 def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,
                   teacher_states, augmented_states):
     """The tokenizer, the tokenized training set (held-out slice apart, augmented examples
@@ -354,11 +368,10 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.hidden_tokens = (r.batch_size * lengths.double().mean().item()
                        if r.hidden_norm == "corpus" else None)
     order_seed = r.seed if r.order_seed < 0 else r.order_seed
-    s.order1 = bucketed_order(lengths, r.batch_size,
-                              math.ceil(s.n1 * r.batch_size / len(lengths)), order_seed)
-    s.order2 = bucketed_order(lengths, r.batch_size,
-                              max(1, math.ceil(s.n2 * r.batch_size / len(lengths))),
-                              order_seed + 1)
+    s.order1 = weighted_order(lengths, r.batch_size, s.n1, order_seed,
+                              repeat=r.long_repeat, min_tokens=r.long_min_tokens)
+    s.order2 = weighted_order(lengths, r.batch_size, max(1, s.n2), order_seed + 1,
+                              repeat=r.long_repeat, min_tokens=r.long_min_tokens)
     s.pruner = Pruner(model, cfg.prune, s.n1)
 
     s.backbone = [p for n, p in model.named_parameters()
