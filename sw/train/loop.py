@@ -58,14 +58,10 @@ def weighted_order(lengths, batch_size, n_steps, seed, *, repeat=1, min_tokens=2
     """The training order of ``n_steps`` batches: ``bucketed_order`` over a pass in which each
     example of at least ``min_tokens`` tokens occurs ``repeat`` times (``train.long_repeat``).
     With ``repeat = 1`` it is ``bucketed_order`` over the examples, as before."""
-    n = len(lengths)
-    idx = torch.arange(n)
-    if repeat > 1:
-        long_idx = idx[lengths >= min_tokens]
-        idx = torch.cat([idx, long_idx.repeat(repeat - 1)])
+    idx = torch.arange(len(lengths))
+    idx = torch.cat([idx, idx[lengths >= min_tokens].repeat(repeat - 1)])
     n_epochs = math.ceil(n_steps * batch_size / len(idx))
-    order = bucketed_order(lengths[idx], batch_size, n_epochs, seed)
-    return order if repeat == 1 else idx[order]
+    return idx[bucketed_order(lengths[idx], batch_size, n_epochs, seed)]
 
 
 def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,
