@@ -267,6 +267,37 @@ def test_long_repeat_puts_long_examples_in_more_often_at_the_same_step_count():
         load_config(None, ["train.long_min_tokens=2.5"])
 
 
+def test_batch_mix_makes_each_batch_straddle_two_length_sorted_batches():
+    from sw.train.loop import weighted_order
+
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.randint(3, 41, (1000,), generator=g)
+    whole = weighted_order(lengths, 32, 100, 5)
+    mixed = weighted_order(lengths, 32, 100, 5, mix=9)
+    # The same examples, as often: only how they are cut into batches changes.
+    assert torch.equal(mixed.sort().values, whole.sort().values)
+    w, m = whole.view(-1, 32), mixed.view(-1, 32)
+    for k in range(len(m) - 1):
+        # 23 from the end of one whole batch, 9 from the start of the next in the order.
+        assert torch.equal(m[k], torch.cat([w[k][9:], w[k + 1][:9]]))
+    # Each part is sorted by length, the batch as a whole is not: it mixes two lengths, so it
+    # carries more padding than whole batches (what the runs before the fix trained on).
+    first, second = lengths[m[:, :23]], lengths[m[:, 23:]]
+    assert bool((first.diff(dim=1) >= 0).all()) and bool((second.diff(dim=1) >= 0).all())
+    assert not bool((lengths[m].diff(dim=1) >= 0).all())
+
+    def padding(batches):
+        lens = lengths[batches]
+        return (lens.max(dim=1).values[:, None] - lens).float().mean().item()
+
+    assert padding(m) > 2 * padding(w)
+    assert load_config(None, ["train.batch_mix=9"]).train.batch_mix == 9
+    with pytest.raises(ValueError, match="batch_mix must be smaller than batch_size"):
+        load_config(None, ["train.batch_size=32", "train.batch_mix=32"])
+    with pytest.raises(ValueError, match="batch_mix must be a non-negative integer"):
+        load_config(None, ["train.batch_mix=-1"])
+
+
 def test_state_map_starts_as_the_identity_for_a_teacher_width_student():
     from sw.train.losses import state_map
 

@@ -57,6 +57,12 @@ class RecipeConfig:
     # average, the training examples 15.5. docs/training.md, "Long sentences more often".
     long_repeat: int = 1
     long_min_tokens: int = 20
+    # Mixed-length batches: each step's batch takes batch_mix examples from the next
+    # length-sorted batch of the order (another length) and batch_size - batch_mix from its own;
+    # 0 keeps whole batches of one length. Every run before the whole-batch fix (commit
+    # ff6307d) drew such batches by accident, 9 from the next batch in most of the default
+    # image's runs. docs/training.md, "Mixed-length batches".
+    batch_mix: int = 0
     # Per-application state loss (TinyBERT's layer-wise loss at equal width): application i's
     # token states against the teacher's layer round((i + 1) * L_teacher / L) output, computed
     # by the fine-tuned teacher on each batch (no cache), weight layer_beta.
@@ -105,6 +111,10 @@ class RecipeConfig:
                              f"hidden_target = \"tokens\", not {self.hidden_target!r}")
         check_count("long_repeat", self.long_repeat)
         check_count("long_min_tokens", self.long_min_tokens)
+        check_count("batch_mix", self.batch_mix, lo=0)
+        if self.batch_mix >= self.batch_size:
+            raise ValueError(f"batch_mix must be smaller than batch_size ({self.batch_size}), "
+                             f"not {self.batch_mix!r}")
         for f in ("hidden_beta", "layer_beta"):
             if getattr(self, f) < 0:
                 raise ValueError(f"{f} must be >= 0, not {getattr(self, f)!r}")

@@ -54,14 +54,20 @@ def _lr(step, n_steps, peak, warmup):
     return peak * max(0.0, (n_steps - step) / max(1, n_steps - n_warm))
 
 
-def weighted_order(lengths, batch_size, n_steps, seed, *, repeat=1, min_tokens=20):
+def weighted_order(lengths, batch_size, n_steps, seed, *, repeat=1, min_tokens=20, mix=0):
     """The training order of ``n_steps`` batches: ``bucketed_order`` over a pass in which each
     example of at least ``min_tokens`` tokens occurs ``repeat`` times (``train.long_repeat``).
-    With ``repeat = 1`` it is ``bucketed_order`` over the examples, as before."""
+    With ``repeat = 1`` it is ``bucketed_order`` over the examples, as before.
+
+    ``mix`` (``train.batch_mix``) shifts the order by that many places, so that each step's
+    batch is the last ``batch_size - mix`` examples of one length-sorted batch and the first
+    ``mix`` of the next one in the shuffled order (of an unrelated length): the batches that
+    every run before commit ff6307d drew by accident (``docs/training.md``)."""
     idx = torch.arange(len(lengths))
     idx = torch.cat([idx, idx[lengths >= min_tokens].repeat(repeat - 1)])
     n_epochs = math.ceil(n_steps * batch_size / len(idx))
-    return idx[bucketed_order(lengths[idx], batch_size, n_epochs, seed)]
+    order = idx[bucketed_order(lengths[idx], batch_size, n_epochs, seed)]
+    return torch.roll(order, -mix)
 
 
 def _prepare_data(cfg, model_dir, train_examples, dev_examples, teacher_logits, augmented,
@@ -365,9 +371,11 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
                        if r.hidden_norm == "corpus" else None)
     order_seed = r.seed if r.order_seed < 0 else r.order_seed
     s.order1 = weighted_order(lengths, r.batch_size, s.n1, order_seed,
-                              repeat=r.long_repeat, min_tokens=r.long_min_tokens)
+                              repeat=r.long_repeat, min_tokens=r.long_min_tokens,
+                              mix=r.batch_mix)
     s.order2 = weighted_order(lengths, r.batch_size, max(1, s.n2), order_seed + 1,
-                              repeat=r.long_repeat, min_tokens=r.long_min_tokens)
+                              repeat=r.long_repeat, min_tokens=r.long_min_tokens,
+                              mix=r.batch_mix)
     s.pruner = Pruner(model, cfg.prune, s.n1)
 
     s.backbone = [p for n, p in model.named_parameters()
