@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -370,12 +371,9 @@ def train(cfg: TrainConfig, train_examples, dev_examples, out_dir, *, teacher_lo
     s.hidden_tokens = (r.batch_size * lengths.double().mean().item()
                        if r.hidden_norm == "corpus" else None)
     order_seed = r.seed if r.order_seed < 0 else r.order_seed
-    s.order1 = weighted_order(lengths, r.batch_size, s.n1, order_seed,
-                              repeat=r.long_repeat, min_tokens=r.long_min_tokens,
-                              mix=r.batch_mix)
-    s.order2 = weighted_order(lengths, r.batch_size, max(1, s.n2), order_seed + 1,
-                              repeat=r.long_repeat, min_tokens=r.long_min_tokens,
-                              mix=r.batch_mix)
+    order = partial(weighted_order, lengths, r.batch_size, repeat=r.long_repeat,
+                    min_tokens=r.long_min_tokens, mix=r.batch_mix)
+    s.order1, s.order2 = order(s.n1, order_seed), order(max(1, s.n2), order_seed + 1)
     s.pruner = Pruner(model, cfg.prune, s.n1)
 
     s.backbone = [p for n, p in model.named_parameters()
