@@ -61,7 +61,8 @@ class RecipeConfig:
     # length-sorted batch of the order (another length) and batch_size - batch_mix from its own;
     # 0 keeps whole batches of one length. Every run before the whole-batch fix (commit
     # ff6307d) drew such batches by accident: 9 from one batch and 23 from the next in most of
-    # the default image's runs (batch_mix 9 or 23). docs/training.md, "Mixed-length batches".
+    # the default image's runs (batch_mix 9 or 23). A batch_mix = 9 pair gained nothing on dev
+    # (docs/training.md, "Mixed-length batches").
     batch_mix: int = 0
     # Per-application state loss (TinyBERT's layer-wise loss at equal width): application i's
     # token states against the teacher's layer round((i + 1) * L_teacher / L) output, computed
